@@ -1,0 +1,69 @@
+"""SQLModel tables: the write side's view of the schema. Alembic migrations are its only source."""
+
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    String,
+    false,
+    func,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 1000
+USER_ID_MAX = 128
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    # Every index leads with user_id, so each one is a per-user range and the table can be sharded
+    # by user. Backward scans serve the "newest first" order from ascending indexes.
+    __table_args__ = (
+        Index("tasks_user_created_idx", "user_id", "created_at", "id"),
+        Index(
+            "tasks_user_pending_created_idx",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_where=text("NOT completed"),
+        ),
+        Index("tasks_user_title_idx", "user_id", text("lower((title)::text)"), "id"),
+        Index("tasks_user_due_idx", "user_id", "due_date", "id"),
+    )
+    # Fetch server-side values (id, timestamps) in the INSERT/UPDATE's own RETURNING clause.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
+
+    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, Identity(always=False), primary_key=True),
+    )
+    title: str = Field(sa_column=Column(String(TITLE_MAX), nullable=False))
+    description: str | None = Field(
+        default=None, sa_column=Column(String(DESCRIPTION_MAX), nullable=True)
+    )
+    completed: bool = Field(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, server_default=false()),
+    )
+    completed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    due_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    updated_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
