@@ -3,8 +3,10 @@
 import argparse
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 
@@ -34,7 +36,18 @@ def migrate(_: argparse.Namespace) -> None:
         upgrade(url)
 
 
+def exit_cleanly(signum: int, _: FrameType | None) -> None:
+    """Turn SIGTERM/SIGINT into SystemExit, so `finally` blocks run and stop the database.
+
+    uvicorn re-raises the signal it caught once it has shut down; with the default handler the
+    process would die there and leave an embedded PostgreSQL running.
+    """
+    raise SystemExit(0 if signum == signal.SIGTERM else 128 + signum)
+
+
 def serve(args: argparse.Namespace) -> None:
+    signal.signal(signal.SIGTERM, exit_cleanly)
+    signal.signal(signal.SIGINT, exit_cleanly)
     settings = Settings()
     with database(settings) as url:
         upgrade(url)

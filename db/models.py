@@ -36,7 +36,6 @@ class Task(SQLModel, table=True):
             "id",
             postgresql_where=text("NOT completed"),
         ),
-        Index("tasks_user_title_idx", "user_id", text("lower((title)::text)"), "id"),
         Index("tasks_user_due_idx", "user_id", "due_date", "id"),
     )
     # Fetch server-side values (id, timestamps) in the INSERT/UPDATE's own RETURNING clause.
@@ -63,7 +62,12 @@ class Task(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+
     updated_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+
+
+# Declared outside the class because it is an expression over the mapped column.
+Index("tasks_user_title_idx", Task.user_id, func.lower(Task.title), Task.id)  # type: ignore[arg-type]

@@ -52,9 +52,7 @@ def upgrade() -> None:
         ["user_id", "created_at", "id"],
         postgresql_where=sa.text("NOT completed"),
     )
-    op.create_index(
-        "tasks_user_title_idx", "tasks", ["user_id", sa.text("lower((title)::text)"), "id"]
-    )
+    op.create_index("tasks_user_title_idx", "tasks", ["user_id", sa.text("lower(title)"), "id"])
     op.create_index("tasks_user_due_idx", "tasks", ["user_id", "due_date", "id"])
     op.execute(TASK_LIST_V)
 
