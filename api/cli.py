@@ -10,7 +10,10 @@ from types import FrameType
 
 import uvicorn
 
+from api.auth.config import auth_mode, auth_unconfigured
+from api.auth.errors import AuthNotConfigured
 from db import embedded
+from db.engine import bypasses_row_security
 from db.migrate import upgrade
 from db.settings import Settings
 
@@ -18,22 +21,40 @@ log = logging.getLogger("taskapi")
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The configured DATABASE_URL, or an embedded server started here and stopped on exit."""
+def database(settings: Settings) -> Iterator[Settings]:
+    """The settings as configured, or pointed at an embedded server started here (stopped on exit).
+
+    The embedded server's superuser migrates; the service connects as the app role.
+    """
     if settings.database_url:
-        yield settings.database_url
+        yield settings
         return
     server = embedded.start(settings.data_dir / "postgres")
     log.warning("DATABASE_URL is unset: using the embedded PostgreSQL in %s", server.pgdata)
     try:
-        yield server.url
+        yield settings.model_copy(
+            update={"database_url": server.app_url(), "migration_database_url": server.url}
+        )
     finally:
         embedded.stop(server)
 
 
 def migrate(_: argparse.Namespace) -> None:
-    with database(Settings()) as url:
-        upgrade(url)
+    with database(Settings()) as settings:
+        upgrade(settings.migration_url())
+
+
+def refuse_to_serve_unauthenticated(settings: Settings) -> None:
+    """Exit unless authentication is configured; the embedded default may fall back to none."""
+    if settings.database_url is None and auth_unconfigured(settings):
+        # Workers are separate processes that read their settings from the environment.
+        os.environ["AUTH_MODE"] = "none"
+        return
+    try:
+        auth_mode(settings)
+    except AuthNotConfigured as exc:
+        log.error("refusing to start: %s", exc)
+        raise SystemExit(2) from None
 
 
 def exit_cleanly(signum: int, _: FrameType | None) -> None:
@@ -49,10 +70,16 @@ def serve(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, exit_cleanly)
     signal.signal(signal.SIGINT, exit_cleanly)
     settings = Settings()
-    with database(settings) as url:
-        upgrade(url)
+    refuse_to_serve_unauthenticated(settings)
+    with database(settings) as running:
+        upgrade(running.migration_url())
+        if bypasses_row_security(running.write_url()):
+            log.warning(
+                "DATABASE_URL connects as a superuser or BYPASSRLS role: row-level security is "
+                "not enforced. Connect as taskapi_app (see README, 'Database roles')."
+            )
         # Workers are separate processes that read their settings from the environment.
-        os.environ["DATABASE_URL"] = url
+        os.environ["DATABASE_URL"] = running.write_url()
         uvicorn.run(
             "api.app:create_app",
             factory=True,

@@ -3,6 +3,13 @@
 With TEST_DATABASE_URL set, the scratch database is created on that server (for example the
 machine's PostgreSQL 15); otherwise an embedded PostgreSQL is started in a temporary directory
 and stopped by process id when the run ends.
+
+Two roles, as in production: the server's superuser migrates and owns the schema (`engine`,
+`connection`), and the API under test runs as `taskapi_app`, which row-level security applies
+to. `app_engine`/`app_connection` log in as that role. The `client` shares the test's own
+`connection` (so a test can arrange and inspect rows in the same transaction) and switches it to
+`taskapi_app` with `SET ROLE` for the duration of each request. It runs with authentication on
+(JWKS mode, against a loopback JWKS server) and sends the path user's token with each request.
 """
 
 import os
@@ -10,7 +17,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,11 +28,12 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from api.app import create_app
-from api.deps import get_read_connection, get_session
+from api.deps import CurrentUser, get_read_connection, get_session
 from db import embedded
-from db.engine import sqlalchemy_url
+from db.engine import read_as, scope_reads_to_user, sqlalchemy_url, write_as
 from db.migrate import upgrade
 from db.settings import Settings
+from tests.auth_support import TokenForPathUser, TokenIssuer, running_issuer
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +54,12 @@ def server_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    """A fresh database on the test server, migrated to head once for the whole run."""
+    """A fresh database on the test server, migrated to head once for the whole run (as owner)."""
     name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    embedded.ensure_app_role(server_url)
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
@@ -60,21 +71,46 @@ def database_url(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def app_database_url(database_url: str) -> str:
+    """The scratch database as the service's role (both test servers trust local logins)."""
+    return embedded.as_role(database_url, embedded.APP_ROLE)
+
+
+@pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
     engine = create_engine(sqlalchemy_url(database_url))
+    scope_reads_to_user(engine)  # only acts on connections a client's request marks with a user
     yield engine
     engine.dispose()
 
 
-@pytest.fixture
-def connection(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a transaction that is rolled back after the test."""
+@pytest.fixture(scope="session")
+def app_engine(app_database_url: str) -> Iterator[Engine]:
+    engine = create_engine(sqlalchemy_url(app_database_url))
+    scope_reads_to_user(engine)
+    yield engine
+    engine.dispose()
+
+
+def rolled_back(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
             yield conn
         finally:
             transaction.rollback()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """An owner's connection inside a transaction that is rolled back after the test."""
+    yield from rolled_back(engine)
+
+
+@pytest.fixture
+def app_connection(app_engine: Engine) -> Iterator[Connection]:
+    """The service role's connection inside a transaction that is rolled back after the test."""
+    yield from rolled_back(app_engine)
 
 
 def bind_session(conn: Connection) -> Session:
@@ -88,23 +124,67 @@ def session(connection: Connection) -> Iterator[Session]:
         yield session
 
 
-def client_on(conn: Connection, database_url: str) -> TestClient:
-    """A TestClient whose reads and writes all run on `conn` (and so inside its transaction)."""
-    app = create_app(Settings(database_url=database_url))
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[TokenIssuer]:
+    """A Better Auth stand-in: an Ed25519 key published as a JWKS on loopback for the run."""
+    with running_issuer() as issuer:
+        yield issuer
 
-    def session_on_connection() -> Iterator[Session]:
-        with bind_session(conn) as session:
+
+@contextmanager
+def as_app_role(conn: Connection, enabled: bool = True) -> Iterator[None]:
+    """Run the block as the service's role on a connection that logged in as the owner."""
+    if not enabled:
+        yield
+        return
+    conn.execute(text("SET ROLE " + embedded.APP_ROLE))
+    try:
+        yield
+    finally:
+        conn.execute(text("RESET ROLE"))
+
+
+def client_on(
+    conn: Connection,
+    issuer: TokenIssuer | None,
+    *,
+    auto_token: bool = True,
+    app_role: bool = True,
+    **settings: Any,
+) -> TestClient:
+    """A TestClient whose reads and writes all run on `conn` (and so inside its transaction), as
+    the service's role.
+
+    With an issuer the app verifies its tokens, and (unless `auto_token` is off) each request to
+    `/api/{user}/...` that carries no Authorization header gets `{user}`'s token. Without one the
+    app runs with AUTH_MODE=none. With `app_role` off, requests run as whoever `conn` logged in as.
+    """
+    auth = issuer.settings() if issuer is not None else {"auth_mode": "none"}
+    url = conn.engine.url.render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, **(auth | settings)))
+
+    def session_on_connection(user_id: CurrentUser) -> Iterator[Session]:
+        with as_app_role(conn, app_role), bind_session(conn) as session:
+            write_as(session, user_id)
             yield session
 
-    def read_on_connection() -> Iterator[Connection]:
-        yield conn
+    def read_on_connection(user_id: CurrentUser) -> Iterator[Connection]:
+        with as_app_role(conn, app_role):
+            read_as(conn, user_id)
+            try:
+                yield conn
+            finally:
+                read_as(conn, None)
 
     app.dependency_overrides[get_session] = session_on_connection
     app.dependency_overrides[get_read_connection] = read_on_connection
-    return TestClient(app)
+    client = TestClient(app)
+    if issuer is not None and auto_token:
+        client.auth = TokenForPathUser(issuer)
+    return client
 
 
 @pytest.fixture
-def client(connection: Connection, database_url: str) -> Iterator[TestClient]:
-    with client_on(connection, database_url) as client:
+def client(connection: Connection, issuer: TokenIssuer) -> Iterator[TestClient]:
+    with client_on(connection, issuer) as client:
         yield client

@@ -14,7 +14,7 @@ target_metadata = SQLModel.metadata
 
 def database_url() -> str:
     url = config.attributes.get("url")
-    return sqlalchemy_url(url if isinstance(url, str) else Settings().write_url())
+    return sqlalchemy_url(url if isinstance(url, str) else Settings().migration_url())
 
 
 def run_migrations_offline() -> None:

@@ -14,7 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+
+from tests.auth_support import BASE_URL, claims_for
 
 STARTUP_SECONDS = 60
 
@@ -26,10 +29,24 @@ def free_port() -> int:
         return port
 
 
-def call(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+SECRET = "cli-test-secret-" * 4
+AUTH_VARIABLES = ("AUTH_MODE", "AUTH_JWKS_URL", "AUTH_JWT_SECRET", "BETTER_AUTH_SECRET")
+
+
+def clean_environment(**variables: str) -> dict[str, str]:
+    """This process's environment without database or authentication settings, plus `variables`."""
+    dropped = {"DATABASE_URL", "READ_DATABASE_URL", "MIGRATION_DATABASE_URL", *AUTH_VARIABLES}
+    return {k: v for k, v in os.environ.items() if k not in dropped} | variables
+
+
+def call(
+    base: str, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base + path, data=data, method=method)
     request.add_header("content-type", "application/json")
+    if token is not None:
+        request.add_header("authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
 
@@ -87,20 +104,41 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
         os.kill(leaked, signal.SIGINT)
 
 
-def test_serve_with_a_database_url_answers_on_loopback(database_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": database_url}
+def test_serve_with_a_database_url_answers_on_loopback(
+    database_url: str, app_database_url: str
+) -> None:
+    env = clean_environment(
+        DATABASE_URL=app_database_url,
+        MIGRATION_DATABASE_URL=database_url,
+        AUTH_JWT_SECRET=SECRET,
+        AUTH_ISSUER=BASE_URL,
+        AUTH_AUDIENCE=BASE_URL,
+    )
+    token = jwt.encode(claims_for("cli-smoke"), SECRET, algorithm="HS256")
     with serving(env, "--workers", "2") as base:
-        task = call(base, "POST", "/api/cli-smoke/tasks", {"title": "from a real server"})
-        assert call(base, "GET", f"/api/cli-smoke/tasks/{task['id']}") == task
-        call(base, "DELETE", f"/api/cli-smoke/tasks/{task['id']}")
+        task = call(base, "POST", "/api/cli-smoke/tasks", {"title": "from a real server"}, token)
+        assert call(base, "GET", f"/api/cli-smoke/tasks/{task['id']}", token=token) == task
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            call(base, "GET", "/api/cli-smoke/tasks")
+        assert refused.value.code == 401
+        call(base, "DELETE", f"/api/cli-smoke/tasks/{task['id']}", token=token)
+
+
+def test_serve_with_a_database_url_but_no_authentication_refuses_to_start(
+    database_url: str,
+) -> None:
+    env = clean_environment(DATABASE_URL=database_url)
+    command = [sys.executable, "-m", "api.cli", "serve", "--port", str(free_port())]
+    finished = subprocess.run(command, env=env, capture_output=True, timeout=STARTUP_SECONDS)
+    assert finished.returncode == 2
+    assert b"AUTH_MODE=none" in finished.stderr
 
 
 @pytest.mark.slow
 def test_embedded_database_keeps_tasks_across_restarts_and_stops_with_the_server(
     data_dir: Path,
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["DATA_DIR"] = str(data_dir)
+    env = clean_environment(DATA_DIR=str(data_dir))
 
     with serving(env) as base:
         task = call(base, "POST", "/api/alice/tasks", {"title": "survive a restart"})

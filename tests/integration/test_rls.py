@@ -1,0 +1,154 @@
+"""Row-level security: the database keeps users apart even when the application's SQL does not."""
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import ProgrammingError
+from sqlmodel import Session
+
+import queries.tasks
+from commands.dispatch import dispatch
+from commands.errors import TaskNotFound
+from commands.tasks import CreateTask, DeleteTask
+from db.engine import SET_USER_SQL, make_read_engine, make_write_engine, read_as, write_as
+from db.settings import Settings
+
+INSERT = text("INSERT INTO tasks (user_id, title) VALUES (:user_id, :title)")
+CURRENT_USER_SETTING = text("SELECT current_setting('app.user_id', true)")
+
+
+def act_as(conn: Connection, user_id: str) -> None:
+    conn.execute(SET_USER_SQL, {"user_id": user_id})
+
+
+@pytest.fixture
+def two_users(app_connection: Connection) -> Connection:
+    """Two tasks of alice's and one of bob's, written as each of them."""
+    for user, title in (("alice", "a1"), ("alice", "a2"), ("bob", "b1")):
+        act_as(app_connection, user)
+        app_connection.execute(INSERT, {"user_id": user, "title": title})
+    return app_connection
+
+
+def test_a_list_query_without_its_user_filter_still_returns_only_the_callers_rows(
+    two_users: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaky = {
+        key: text(sql.text.replace("WHERE user_id = :user_id", "WHERE :user_id = :user_id"))
+        for key, sql in queries.tasks.LIST_TASKS_SQL.items()
+    }
+    monkeypatch.setattr(queries.tasks, "LIST_TASKS_SQL", leaky)
+
+    read_as(two_users, "bob")
+    rows = queries.tasks.list_tasks(two_users, user_id="bob")
+
+    assert [(row.user_id, row.title) for row in rows] == [("bob", "b1")]
+
+
+def test_without_a_user_setting_the_service_role_sees_no_rows(two_users: Connection) -> None:
+    act_as(two_users, "")
+    assert two_users.execute(text("SELECT count(*) FROM tasks")).scalar_one() == 0
+    assert two_users.execute(text("SELECT count(*) FROM task_list_v")).scalar_one() == 0
+
+
+def test_the_view_is_filtered_for_its_reader_not_its_owner(two_users: Connection) -> None:
+    act_as(two_users, "alice")
+    users = two_users.execute(text("SELECT DISTINCT user_id FROM task_list_v")).scalars().all()
+    assert users == ["alice"]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO tasks (user_id, title) VALUES ('bob', 'planted')",
+        "UPDATE tasks SET user_id = 'bob'",
+    ],
+    ids=["insert-for-another-user", "move-to-another-user"],
+)
+def test_the_service_role_cannot_write_rows_for_another_user(
+    two_users: Connection, statement: str
+) -> None:
+    act_as(two_users, "alice")
+    with pytest.raises(ProgrammingError, match="row-level security"), two_users.begin_nested():
+        two_users.execute(text(statement))
+
+
+def test_the_service_role_cannot_change_or_delete_another_users_rows(
+    two_users: Connection,
+) -> None:
+    act_as(two_users, "alice")
+    assert (
+        two_users.execute(text("UPDATE tasks SET title = 'x' WHERE user_id = 'bob'")).rowcount == 0
+    )
+    assert two_users.execute(text("DELETE FROM tasks WHERE user_id = 'bob'")).rowcount == 0
+    act_as(two_users, "bob")
+    titles = two_users.execute(text("SELECT title FROM tasks")).scalars().all()
+    assert titles == ["b1"]
+
+
+def test_the_service_role_cannot_switch_off_row_security(app_connection: Connection) -> None:
+    with pytest.raises(ProgrammingError), app_connection.begin_nested():
+        app_connection.execute(text("ALTER TABLE tasks DISABLE ROW LEVEL SECURITY"))
+    app_connection.execute(text("SET LOCAL row_security = off"))
+    with pytest.raises(ProgrammingError, match="row-level security"), app_connection.begin_nested():
+        app_connection.execute(text("SELECT count(*) FROM tasks"))
+
+
+@pytest.fixture
+def pooled_settings(app_database_url: str) -> Settings:
+    """One pooled connection per engine, so the next checkout is the connection just used."""
+    return Settings(database_url=app_database_url, pool_size=1, max_overflow=0)
+
+
+@pytest.fixture
+def committed_task(pooled_settings: Settings) -> Iterator[tuple[str, int]]:
+    """A task really committed through the write engine (and deleted afterwards)."""
+    engine = make_write_engine(pooled_settings)
+    user = "rls-pool-user"
+    with Session(engine, expire_on_commit=False) as session:
+        write_as(session, user)
+        task = dispatch(CreateTask(user_id=user, title="committed"), session)
+    assert task.id is not None
+    try:
+        yield user, task.id
+    finally:
+        with Session(engine) as session:
+            write_as(session, user)
+            dispatch(DeleteTask(user_id=user, task_id=task.id), session)
+        engine.dispose()
+
+
+def test_the_user_setting_does_not_outlive_a_write_transaction(
+    pooled_settings: Settings,
+) -> None:
+    engine = make_write_engine(pooled_settings)
+    try:
+        with Session(engine) as session:
+            write_as(session, "rls-writer")
+            dispatch(CreateTask(user_id="rls-writer", title="t"), session)
+            with pytest.raises(TaskNotFound):
+                dispatch(DeleteTask(user_id="rls-writer", task_id=2**62), session)
+        with engine.connect() as conn:
+            assert conn.execute(CURRENT_USER_SETTING).scalar() in (None, "")
+            act_as(conn, "rls-writer")
+            conn.execute(text("DELETE FROM tasks"))
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+def test_the_user_setting_does_not_outlive_a_read(
+    pooled_settings: Settings, committed_task: tuple[str, int]
+) -> None:
+    user, task_id = committed_task
+    engine = make_read_engine(pooled_settings)
+    try:
+        with engine.connect() as conn:
+            read_as(conn, user)
+            assert [row.id for row in queries.tasks.list_tasks(conn, user_id=user)] == [task_id]
+        with engine.connect() as conn:
+            assert conn.execute(CURRENT_USER_SETTING).scalar() in (None, "")
+            assert queries.tasks.list_tasks(conn, user_id=user) == []
+    finally:
+        engine.dispose()
