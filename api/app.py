@@ -7,8 +7,10 @@ from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from api.auth.config import build_authenticator
 from api.errors import install_error_handlers
-from api.routers import tasks
+from api.limits import RequestLimits
+from api.routers import health, tasks
 from db.engine import make_read_engine, make_write_engine
 from db.settings import Settings
 
@@ -33,7 +35,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         write_engine.dispose()
         read_engine.dispose()
 
-    app = FastAPI(title="Tasks API", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Tasks API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    # Built before serving: a server without authentication configured refuses to start.
+    app.state.authenticator = build_authenticator(settings)
     install_error_handlers(app)
+    app.add_middleware(RequestLimits)
     app.include_router(tasks.router)
+    app.include_router(health.router)
     return app

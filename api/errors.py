@@ -13,7 +13,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from commands.errors import TaskNotFound
+from api.auth.errors import KeysUnavailable, NotAuthenticated, WrongUser
+from api.etags import etag
+from api.schemas import TaskOut
+from commands.errors import TaskNotFound, VersionConflict
+from commands.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+    current: TaskOut | None = None
+    """With 412: the task as it is now, so the client can merge and retry."""
 
 
 def problem_response(
@@ -43,10 +49,20 @@ def problem_response(
     *,
     headers: Mapping[str, str] | None = None,
     errors: list[FieldError] | None = None,
+    current: TaskOut | None = None,
 ) -> JSONResponse:
-    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
+    body = Problem(
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        errors=errors,
+        current=current,
+    )
+    content = body.model_dump(mode="json", exclude_none=True, exclude={"current"})
+    if current is not None:
+        content["current"] = current.model_dump(mode="json")
     return JSONResponse(
-        body.model_dump(exclude_none=True),
+        content,
         status_code=status,
         headers=dict(headers or {}),
         media_type=PROBLEM_JSON,
@@ -111,6 +127,59 @@ def _on_task_not_found(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(404, f"Task {exc.task_id} does not exist.")
 
 
+def _on_version_conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VersionConflict)
+    current = TaskOut.model_validate(exc.current)
+    return problem_response(
+        412,
+        f"Task {current.id} has changed: it is at version {current.version}, which If-Match did"
+        " not name. Apply your change to the current task and retry with its ETag.",
+        headers={"ETag": etag(current.version)},
+        current=current,
+    )
+
+
+def _on_key_in_use(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IdempotencyKeyInUse)
+    return problem_response(
+        409,
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _on_key_reused(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IdempotencyKeyReused)
+    message = "was already used for a different request; use a new key for a new request"
+    return problem_response(
+        422,
+        "The Idempotency-Key was used before with a different request.",
+        errors=[FieldError(location="header", field="Idempotency-Key", message=message)],
+    )
+
+
+def _on_not_authenticated(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotAuthenticated)
+    # RFC 6750: name the error only when a token was sent.
+    challenge = 'Bearer error="invalid_token"' if exc.token_given else "Bearer"
+    return problem_response(
+        401, f"Authentication failed: {exc.reason}.", headers={"WWW-Authenticate": challenge}
+    )
+
+
+def _on_wrong_user(_request: Request, _exc: Exception) -> JSONResponse:
+    return problem_response(403, "The bearer token belongs to another user than the path's.")
+
+
+def _on_keys_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.error("authentication keys unavailable: %s", exc)
+    return problem_response(
+        503,
+        "The token issuer's keys cannot be fetched; try again shortly.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _on_database_error(_: Request, exc: Exception) -> JSONResponse:
     log.error("database error: %s", exc.__class__.__name__, exc_info=exc)
     return problem_response(
@@ -129,6 +198,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(TaskNotFound, _on_task_not_found)
+    app.add_exception_handler(VersionConflict, _on_version_conflict)
+    app.add_exception_handler(IdempotencyKeyInUse, _on_key_in_use)
+    app.add_exception_handler(IdempotencyKeyReused, _on_key_reused)
+    app.add_exception_handler(NotAuthenticated, _on_not_authenticated)
+    app.add_exception_handler(WrongUser, _on_wrong_user)
+    app.add_exception_handler(KeysUnavailable, _on_keys_unavailable)
     # Lost connections, an unreachable server, timeouts: the client may retry later.
     app.add_exception_handler(OperationalError, _on_database_error)
     app.add_exception_handler(InterfaceError, _on_database_error)

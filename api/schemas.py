@@ -11,6 +11,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     PlainSerializer,
+    StrictBool,
     StrictStr,
     field_validator,
 )
@@ -95,7 +96,8 @@ class TaskCreate(BaseModel):
 
 
 class TaskUpdate(BaseModel):
-    """A change to a task: fields left out keep their values; `null` clears an optional one."""
+    """A change to a task (PUT, or PATCH as a JSON Merge Patch): fields left out keep their
+    values; `null` clears an optional one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -123,3 +125,12 @@ class TaskOut(BaseModel):
     due_date: date | None
     created_at: Timestamp
     updated_at: Timestamp
+    version: int
+
+
+class CompletionBody(BaseModel):
+    """Sets the completion state; unlike a bodiless toggle, it is safe to retry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    completed: StrictBool

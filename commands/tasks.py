@@ -1,14 +1,20 @@
-"""Task commands and their handlers. Handlers change rows through SQLModel and never commit."""
+"""Task commands and their handlers. Handlers change rows through SQLModel and never commit.
+
+Every change is one conditional statement (UPDATE/DELETE ... WHERE user_id, id [, version]
+RETURNING): the ownership check, the version check and the write cannot be separated by another
+writer. Only when that statement matches nothing does a handler look again, to say why.
+"""
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Literal, cast
+from datetime import date
+from typing import Any, Literal
 
-from sqlalchemy import func
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, and_, case, delete, func, not_, or_, select, update
+from sqlmodel import Session, col
 
-from commands.errors import TaskNotFound
+from commands.errors import TaskNotFound, VersionConflict
 from db.models import Task
 
 
@@ -30,37 +36,34 @@ class CreateTask:
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateTask:
+class TaskWrite:
+    """Addresses one task; `if_version`, when set, makes the write conditional (If-Match)."""
+
     user_id: str
     task_id: int
+    if_version: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateTask(TaskWrite):
     title: str | Literal[Unset.UNSET] = UNSET
     description: str | Literal[Unset.UNSET] | None = UNSET
     due_date: date | Literal[Unset.UNSET] | None = UNSET
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeleteTask:
-    user_id: str
-    task_id: int
+class DeleteTask(TaskWrite):
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
-class ToggleTask:
-    user_id: str
-    task_id: int
+class ToggleTask(TaskWrite):
+    pass
 
 
-def database_now() -> datetime:
-    """The database's transaction time, evaluated inside the UPDATE (one clock for every row)."""
-    return cast(datetime, func.now())
-
-
-def load_for_change(session: Session, user_id: str, task_id: int) -> Task:
-    """The caller's task, locked until commit so concurrent writers apply one after another."""
-    task = session.get(Task, (user_id, task_id), with_for_update=True)
-    if task is None:
-        raise TaskNotFound(task_id)
-    return task
+@dataclass(frozen=True, kw_only=True)
+class SetTaskCompletion(TaskWrite):
+    completed: bool
 
 
 def create_task(cmd: CreateTask, session: Session) -> Task:
@@ -73,35 +76,77 @@ def create_task(cmd: CreateTask, session: Session) -> Task:
 
 
 def update_task(cmd: UpdateTask, session: Session) -> Task:
-    task = load_for_change(session, cmd.user_id, cmd.task_id)
-    changes = {
+    fields: dict[str, Any] = {
         name: value
         for name, value in (
             ("title", cmd.title),
             ("description", cmd.description),
             ("due_date", cmd.due_date),
         )
-        if value is not UNSET and getattr(task, name) != value
+        if value is not UNSET
     }
-    if changes:
-        for name, value in changes.items():
-            setattr(task, name, value)
-        task.updated_at = database_now()
-        session.flush()
-    return task
+    if not fields:
+        return current_or_raise(session, cmd)
+    differs = or_(*(getattr(Task, name).is_distinct_from(value) for name, value in fields.items()))
+    return change(session, cmd, fields, only_if=differs)
 
 
 def toggle_task(cmd: ToggleTask, session: Session) -> Task:
-    task = load_for_change(session, cmd.user_id, cmd.task_id)
-    task.completed = not task.completed
-    task.completed_at = database_now() if task.completed else None
-    task.updated_at = database_now()
-    session.flush()
-    return task
+    values = {
+        "completed": not_(col(Task.completed)),
+        "completed_at": case((col(Task.completed), None), else_=func.now()),
+    }
+    return change(session, cmd, values)
+
+
+def set_task_completion(cmd: SetTaskCompletion, session: Session) -> Task:
+    values = {"completed": cmd.completed, "completed_at": func.now() if cmd.completed else None}
+    return change(session, cmd, values, only_if=col(Task.completed).is_distinct_from(cmd.completed))
 
 
 def delete_task(cmd: DeleteTask, session: Session) -> Task:
-    task = load_for_change(session, cmd.user_id, cmd.task_id)
-    session.delete(task)
-    session.flush()
-    return task
+    statement = delete(Task).where(addressed(cmd)).returning(Task)
+    task: Task | None = session.execute(statement).scalar_one_or_none()
+    return task if task is not None else current_or_raise(session, cmd)
+
+
+def addressed(cmd: TaskWrite) -> ColumnElement[bool]:
+    """The caller's task, at one of the expected versions when the write is conditional."""
+    where = and_(col(Task.user_id) == cmd.user_id, col(Task.id) == cmd.task_id)
+    if cmd.if_version is not None:
+        where = and_(where, col(Task.version).in_(cmd.if_version))
+    return where
+
+
+def change(
+    session: Session,
+    cmd: TaskWrite,
+    values: Mapping[str, Any],
+    *,
+    only_if: ColumnElement[bool] | None = None,
+) -> Task:
+    """Apply `values` and bump version and updated_at, unless `only_if` says nothing changes."""
+    where = addressed(cmd) if only_if is None else and_(addressed(cmd), only_if)
+    statement = (
+        update(Task)
+        .where(where)
+        .values(**values, version=col(Task.version) + 1, updated_at=func.now())
+        .returning(Task)
+        .execution_options(synchronize_session=False)
+    )
+    task: Task | None = session.execute(statement).scalar_one_or_none()
+    return task if task is not None else current_or_raise(session, cmd)
+
+
+def current_or_raise(session: Session, cmd: TaskWrite) -> Task:
+    """The task as it is, when a write matched no row: else absent (404) or stale (412)."""
+    current: Task | None = session.execute(
+        select(Task)
+        .where(col(Task.user_id) == cmd.user_id, col(Task.id) == cmd.task_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if current is None:
+        raise TaskNotFound(cmd.task_id)
+    if cmd.if_version is not None and current.version not in cmd.if_version:
+        raise VersionConflict(current)
+    return current

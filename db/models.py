@@ -11,11 +11,15 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    Integer,
+    SmallInteger,
     String,
+    Text,
     false,
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 TITLE_MAX = 200
@@ -58,6 +62,10 @@ class Task(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     due_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    version: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, nullable=False, server_default=text("1")),
+    )
     created_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -71,3 +79,21 @@ class Task(SQLModel, table=True):
 
 # Declared outside the class because it is an expression over the mapped column.
 Index("tasks_user_title_idx", Task.user_id, func.lower(Task.title), Task.id)  # type: ignore[arg-type]
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    """A stored answer to a write sent with an Idempotency-Key (see commands/idempotency.py)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("idempotency_keys_user_created_idx", "user_id", "created_at"),)
+
+    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    key: str = Field(sa_column=Column(String(255), primary_key=True))
+    fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
+    status_code: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    headers: dict[str, str] = Field(sa_column=Column(JSONB, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )

@@ -25,10 +25,12 @@ class TaskRow:
     due_date: date | None
     created_at: datetime
     updated_at: datetime
+    version: int
 
 
 _COLUMNS = (
-    "id, user_id, title, description, completed, completed_at, due_date, created_at, updated_at"
+    "id, user_id, title, description, completed, completed_at, due_date, created_at, updated_at,"
+    " version"
 )
 _FROM_VIEW = "SELECT " + _COLUMNS + " FROM task_list_v WHERE user_id = :user_id"
 

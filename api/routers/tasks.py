@@ -2,26 +2,62 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentUser, ReadConnection, SessionDep
 from api.errors import Problem
-from api.schemas import TASK_ID_MAX, TaskCreate, TaskOut, TaskUpdate
-from commands.dispatch import dispatch
+from api.etags import etag, if_match_versions, none_match
+from api.schemas import TASK_ID_MAX, CompletionBody, TaskCreate, TaskOut, TaskUpdate
+from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound
-from commands.tasks import UNSET, CreateTask, DeleteTask, ToggleTask, UpdateTask
+from commands.idempotency import IdempotencyKey, StoredResponse, fingerprint
+from commands.tasks import (
+    UNSET,
+    CreateTask,
+    DeleteTask,
+    SetTaskCompletion,
+    ToggleTask,
+    UpdateTask,
+)
+from db.models import Task
 from queries import tasks as queries
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
     tags=["tasks"],
-    responses={422: {"model": Problem, "description": "Invalid path, query or body"}},
+    responses={
+        413: {"model": Problem, "description": "Body larger than 64 KiB"},
+        415: {"model": Problem, "description": "Body is not JSON"},
+        422: {"model": Problem, "description": "Invalid path, query, header or body"},
+        503: {"model": Problem, "description": "Database unavailable; see Retry-After"},
+    },
 )
 
 TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id.")]
+IfMatch = Annotated[
+    str | None,
+    Header(description='Make the write conditional on the task\'s ETag (e.g. `"3"`).'),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes the write safe to retry: a repeat within 24 hours replays the answer.",
+    ),
+]
+
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such task for this user"}
+}
+CONDITIONAL: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    412: {"model": Problem, "description": "If-Match named a stale version; body has `current`"},
+}
+IDEMPOTENT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "A request with this Idempotency-Key is running"},
 }
 
 
@@ -32,6 +68,42 @@ class ListParams(BaseModel):
     sort: queries.Sort = "created"
 
 
+def task_response(task: Task, status_code: int = 200) -> StoredResponse:
+    out = TaskOut.model_validate(task)
+    headers = {"ETag": etag(out.version)}
+    if status_code == status.HTTP_201_CREATED:
+        headers["Location"] = f"/api/{out.user_id}/tasks/{out.id}"
+    return StoredResponse(status_code=status_code, body=out.model_dump_json(), headers=headers)
+
+
+def send(stored: StoredResponse, *, replayed: bool = False) -> Response:
+    headers = {**stored.headers, **({"Idempotent-Replayed": "true"} if replayed else {})}
+    return Response(stored.body, stored.status_code, headers=headers, media_type="application/json")
+
+
+def run(
+    cmd: Command,
+    session: SessionDep,
+    request: Request,
+    key: str | None,
+    body: BaseModel | None,
+    status_code: int = 200,
+) -> Response:
+    """Dispatch, once per Idempotency-Key when one was sent, and answer with the task."""
+    if key is None:
+        return send(task_response(dispatch(cmd, session), status_code))
+    sent = "" if body is None else body.model_dump_json(exclude_unset=True)
+    idempotency = IdempotencyKey(
+        user_id=cmd.user_id,
+        key=key,
+        fingerprint=fingerprint(request.method, request.url.path, sent),
+    )
+    stored, replayed = dispatch_once(
+        cmd, session, idempotency, lambda task: task_response(task, status_code)
+    )
+    return send(stored, replayed=replayed)
+
+
 @router.get("", summary="List the user's tasks")
 def list_tasks(
     user_id: CurrentUser, conn: ReadConnection, params: Annotated[ListParams, Query()]
@@ -40,52 +112,130 @@ def list_tasks(
     return [TaskOut.model_validate(row) for row in rows]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a task")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    responses=IDEMPOTENT,
+    summary="Create a task",
+)
 def create_task(
-    user_id: CurrentUser, body: TaskCreate, session: SessionDep, response: Response
-) -> TaskOut:
+    user_id: CurrentUser,
+    body: TaskCreate,
+    session: SessionDep,
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     cmd = CreateTask(
         user_id=user_id, title=body.title, description=body.description, due_date=body.due_date
     )
-    task = TaskOut.model_validate(dispatch(cmd, session))
-    response.headers["Location"] = f"/api/{user_id}/tasks/{task.id}"
-    return task
+    return run(cmd, session, request, idempotency_key, body, status.HTTP_201_CREATED)
 
 
-@router.get("/{task_id}", responses=NOT_FOUND, summary="Read a task")
-def read_task(user_id: CurrentUser, task_id: TaskId, conn: ReadConnection) -> TaskOut:
+@router.get(
+    "/{task_id}",
+    response_model=TaskOut,
+    responses={**NOT_FOUND, 304: {"description": "If-None-Match named the current version"}},
+    summary="Read a task",
+)
+def read_task(
+    user_id: CurrentUser,
+    task_id: TaskId,
+    conn: ReadConnection,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
     row = queries.get_task(conn, user_id=user_id, task_id=task_id)
     if row is None:
         raise TaskNotFound(task_id)
-    return TaskOut.model_validate(row)
+    if none_match(if_none_match, row.version):
+        return Response(
+            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(row.version)}
+        )
+    out = TaskOut.model_validate(row)
+    return send(
+        StoredResponse(
+            status_code=200, body=out.model_dump_json(), headers={"ETag": etag(out.version)}
+        )
+    )
 
 
-@router.put("/{task_id}", responses=NOT_FOUND, summary="Update a task's fields")
-def update_task(
-    user_id: CurrentUser, task_id: TaskId, body: TaskUpdate, session: SessionDep
-) -> TaskOut:
+def update_command(
+    user_id: str, task_id: int, body: TaskUpdate, if_match: str | None
+) -> UpdateTask:
     sent = body.model_fields_set
-    cmd = UpdateTask(
+    return UpdateTask(
         user_id=user_id,
         task_id=task_id,
+        if_version=if_match_versions(if_match),
         title=body.title if "title" in sent and body.title is not None else UNSET,
         description=body.description if "description" in sent else UNSET,
         due_date=body.due_date if "due_date" in sent else UNSET,
     )
-    return TaskOut.model_validate(dispatch(cmd, session))
+
+
+@router.put("/{task_id}", response_model=TaskOut, responses=CONDITIONAL, summary="Update a task")
+def update_task(
+    user_id: CurrentUser,
+    task_id: TaskId,
+    body: TaskUpdate,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> Response:
+    return send(task_response(dispatch(update_command(user_id, task_id, body, if_match), session)))
+
+
+@router.patch(
+    "/{task_id}",
+    response_model=TaskOut,
+    responses=CONDITIONAL,
+    summary="Change some fields (JSON Merge Patch, RFC 7396)",
+    openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
+)
+def patch_task(
+    user_id: CurrentUser,
+    task_id: TaskId,
+    body: TaskUpdate,
+    session: SessionDep,
+    if_match: IfMatch = None,
+) -> Response:
+    return send(task_response(dispatch(update_command(user_id, task_id, body, if_match), session)))
 
 
 @router.delete(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=NOT_FOUND,
+    responses=CONDITIONAL,
     summary="Delete a task",
 )
-def delete_task(user_id: CurrentUser, task_id: TaskId, session: SessionDep) -> Response:
-    dispatch(DeleteTask(user_id=user_id, task_id=task_id), session)
+def delete_task(
+    user_id: CurrentUser, task_id: TaskId, session: SessionDep, if_match: IfMatch = None
+) -> Response:
+    cmd = DeleteTask(user_id=user_id, task_id=task_id, if_version=if_match_versions(if_match))
+    dispatch(cmd, session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.patch("/{task_id}/complete", responses=NOT_FOUND, summary="Toggle a task's completion")
-def toggle_task(user_id: CurrentUser, task_id: TaskId, session: SessionDep) -> TaskOut:
-    return TaskOut.model_validate(dispatch(ToggleTask(user_id=user_id, task_id=task_id), session))
+@router.patch(
+    "/{task_id}/complete",
+    response_model=TaskOut,
+    responses={**CONDITIONAL, **IDEMPOTENT},
+    summary='Toggle completion, or set it with a body {"completed": true|false}',
+)
+def complete_task(
+    user_id: CurrentUser,
+    task_id: TaskId,
+    session: SessionDep,
+    request: Request,
+    body: Annotated[CompletionBody | None, Body()] = None,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    versions = if_match_versions(if_match)
+    cmd: Command = (
+        ToggleTask(user_id=user_id, task_id=task_id, if_version=versions)
+        if body is None
+        else SetTaskCompletion(
+            user_id=user_id, task_id=task_id, if_version=versions, completed=body.completed
+        )
+    )
+    return run(cmd, session, request, idempotency_key, body)

@@ -387,7 +387,7 @@ def test_unknown_route_is_a_problem_404(client: TestClient) -> None:
     ("method", "path", "allow"),
     [
         ("DELETE", "/api/alice/tasks", "GET, POST"),
-        ("POST", "/api/alice/tasks/1", "DELETE, GET, PUT"),
+        ("POST", "/api/alice/tasks/1", "DELETE, GET, PATCH, PUT"),
         ("GET", "/api/alice/tasks/1/complete", "PATCH"),
     ],
 )

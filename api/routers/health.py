@@ -1,0 +1,33 @@
+"""Liveness and readiness for orchestrators and load balancers."""
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from api.errors import Problem
+
+router = APIRouter(tags=["health"])
+
+PING = text("SELECT 1")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+@router.get("/healthz", summary="The process is up (never touches the database)")
+def healthz() -> Health:
+    return Health()
+
+
+@router.get(
+    "/readyz",
+    summary="The database answers",
+    responses={503: {"model": Problem, "description": "The database is unreachable"}},
+)
+def readyz(request: Request) -> Health:
+    with request.app.state.read_engine.connect() as conn:
+        conn.execute(PING)
+    return Health()
