@@ -102,18 +102,34 @@ def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _allowed_methods(request: Request) -> str:
     """Every method the API documents at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for template, operations in request.app.openapi()["paths"].items():
-        pattern, _, _ = compile_path(template)
-        if pattern.match(request.url.path):
-            methods.update(method.upper() for method in operations)
+    matching = [
+        (template.count("{"), operations)
+        for template, operations in request.app.openapi()["paths"].items()
+        if compile_path(template)[0].match(request.url.path)
+    ]
+    # A literal segment wins over a parameter: /tasks/stats is not the task "stats".
+    fewest = min((count for count, _ in matching), default=0)
+    methods = {
+        method.upper() for count, operations in matching if count == fewest for method in operations
+    }
     return ", ".join(sorted(methods))
+
+
+# FastAPI's answer when a body declared as JSON cannot even be decoded (e.g. invalid UTF-8).
+_UNPARSEABLE_BODY = "There was an error parsing the body"
 
 
 def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
     headers = dict(exc.headers or {})
+    if exc.status_code == 400 and detail == _UNPARSEABLE_BODY:
+        message = "is not valid JSON text (it must be UTF-8 encoded JSON)"
+        return problem_response(
+            422,
+            "The request is not valid: body.",
+            errors=[FieldError(location="body", field="body", message=message)],
+        )
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No resource lives at this URL."
     elif exc.status_code == 405:

@@ -10,19 +10,32 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
     StrictBool,
     StrictStr,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from db.models import DESCRIPTION_MAX, TITLE_MAX, USER_ID_MAX
+from db.models import (
+    DESCRIPTION_MAX,
+    PRIORITIES,
+    TAG_MAX,
+    TAGS_MAX,
+    TITLE_MAX,
+    USER_ID_MAX,
+    Priority,
+)
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.@:-]{1," + str(USER_ID_MAX) + "}$"
 TASK_ID_MAX = 2**63 - 1  # PostgreSQL bigint
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# RFC 3339 date-time with a mandatory offset; at most microseconds, which is what is stored.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
 # Whitespace that a multi-line description may hold; every other control character is refused.
 _TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
 
@@ -79,37 +92,163 @@ def _utc_rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-Title = Annotated[StrictStr, AfterValidator(_clean_title)]
-Description = Annotated[StrictStr, AfterValidator(_clean_description)]
+def _instant(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "instant_format",
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-05-01T09:30:00Z"
+            " (in a URL, write + as %2B)",
+        )
+    try:
+        # In UTC: RFC 3339 allows offsets up to 23:59, PostgreSQL only up to 15:59.
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise PydanticCustomError("instant_value", "is not a valid date-time") from None
+
+
+def _date_or_instant(value: Any) -> Any:
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return _iso_date(value)
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "bound_format",
+            "must be a date (YYYY-MM-DD) or an RFC 3339 date-time with an offset, e.g."
+            " 2026-05-01T09:30:00Z (in a URL, write + as %2B)",
+        )
+    return _instant(value)
+
+
+def _clean_tag(value: str) -> str:
+    tag = _refuse_unstorable(value.strip(), frozenset()).lower()
+    if not 1 <= len(tag) <= TAG_MAX:
+        raise PydanticCustomError(
+            "tag_length",
+            "each tag must be 1 to {max} characters after trimming (got {length})",
+            {"max": TAG_MAX, "length": len(tag)},
+        )
+    if "," in tag:
+        raise PydanticCustomError("tag_comma", "a tag cannot contain a comma")
+    return tag
+
+
+def _clean_tags(tags: list[str]) -> list[str]:
+    unique = sorted(set(tags))
+    if len(unique) > TAGS_MAX:
+        raise PydanticCustomError(
+            "tags_count",
+            "at most {max} different tags (got {count})",
+            {"max": TAGS_MAX, "count": len(unique)},
+        )
+    return unique
+
+
+def _priority_name(value: Any) -> Any:
+    # Tables store the rank (1-3); responses name it.
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(PRIORITIES):
+        return PRIORITIES[value - 1]
+    return value
+
+
+def _refuse_both_dues(value: Any, info: ValidationInfo) -> Any:
+    if value is not None and info.data.get("due_date") is not None:
+        raise PydanticCustomError(
+            "due_conflict", "cannot be set together with due_date: a task has one or the other"
+        )
+    return value
+
+
+# The OpenAPI schemas state the same rules as the validators above, so that clients (and the
+# contract fuzzer) see exactly what is accepted: control characters (Unicode Cc) and unpaired
+# surrogates are refused; a title is 1-200 characters once surrounding whitespace is trimmed.
+# (Unpaired surrogates are refused too, but are left out of the patterns: JSON Schema validators
+# built on Rust's regex cannot name them, and valid UTF-8 text cannot carry them.)
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_TEXT_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+TITLE_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "pattern": (rf"^\s*[^\s{_CONTROL}](?:[^{_CONTROL}]{{0,{TITLE_MAX - 2}}}[^\s{_CONTROL}])?\s*$"),
+}
+DESCRIPTION_SCHEMA = {
+    "type": "string",
+    "maxLength": DESCRIPTION_MAX,
+    "pattern": rf"^[^{_TEXT_CONTROL}]*$",
+}
+
+Title = Annotated[StrictStr, AfterValidator(_clean_title), WithJsonSchema(TITLE_SCHEMA)]
+Description = Annotated[
+    StrictStr, AfterValidator(_clean_description), WithJsonSchema(DESCRIPTION_SCHEMA)
+]
 DueDate = Annotated[date, BeforeValidator(_iso_date)]
 Timestamp = Annotated[datetime, PlainSerializer(_utc_rfc3339, return_type=str)]
+Instant = Annotated[datetime, BeforeValidator(_instant)]
+"""An RFC 3339 date-time with an offset; naive date-times are refused."""
+DateOrInstant = Annotated[date | datetime, BeforeValidator(_date_or_instant)]
+TAG_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "pattern": (rf"^\s*[^\s,{_CONTROL}](?:[^,{_CONTROL}]{{0,{TAG_MAX - 2}}}[^\s,{_CONTROL}])?\s*$"),
+}
+Tag = Annotated[StrictStr, AfterValidator(_clean_tag), WithJsonSchema(TAG_SCHEMA)]
+# At most TAGS_MAX items are accepted at all (before duplicates are merged), as the schema says.
+Tags = Annotated[list[Tag], Field(max_length=TAGS_MAX), AfterValidator(_clean_tags)]
+"""Trimmed, lower-cased, de-duplicated and sorted: tags compare case-insensitively."""
+# In OpenAPI: a body may not carry both a due_date and a due_at (either may be null).
+ONE_KIND_OF_DUE: dict[str, Any] = {
+    "not": {
+        "required": ["due_date", "due_at"],
+        "properties": {"due_date": {"type": "string"}, "due_at": {"type": "string"}},
+    }
+}
 
 
 class TaskCreate(BaseModel):
     """A new task. Server-owned fields (id, user_id, completed, timestamps) are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_KIND_OF_DUE)
 
     title: Title
     description: Description | None = None
     due_date: DueDate | None = None
+    due_at: Instant | None = None
+    priority: Priority = "medium"
+    tags: Tags = []
+
+    _one_kind_of_due = field_validator("due_at")(_refuse_both_dues)
 
 
 class TaskUpdate(BaseModel):
     """A change to a task (PUT, or PATCH as a JSON Merge Patch): fields left out keep their
     values; `null` clears an optional one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_KIND_OF_DUE)
 
-    title: Title | None = None
+    # Optional but never null: the schema says "string", so clients and fuzzers see the rule.
+    title: Annotated[Title | None, WithJsonSchema(TITLE_SCHEMA)] = None
     description: Description | None = None
     due_date: DueDate | None = None
+    due_at: Instant | None = None
+    """Setting one of due_date and due_at clears the other."""
+    priority: Annotated[Priority | None, WithJsonSchema({"enum": list(PRIORITIES)})] = None
+    tags: Tags | None = None
+    """`null` or `[]` removes every tag."""
+
+    _one_kind_of_due = field_validator("due_at")(_refuse_both_dues)
 
     @field_validator("title", mode="before")
     @classmethod
     def _title_cannot_be_cleared(cls, value: Any) -> Any:
         if value is None:
             raise PydanticCustomError("title_required", "cannot be null; a task needs a title")
+        return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_cannot_be_cleared(cls, value: Any) -> Any:
+        if value is None:
+            raise PydanticCustomError("priority_required", "cannot be null: low, medium or high")
         return value
 
 
@@ -126,6 +265,9 @@ class TaskOut(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+    priority: Annotated[Priority, BeforeValidator(_priority_name)]
+    tags: list[str]
+    due_at: Timestamp | None
 
 
 class CompletionBody(BaseModel):

@@ -8,14 +8,14 @@ writer. Only when that statement matches nothing does a handler look again, to s
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, not_, or_, select, update
 from sqlmodel import Session, col
 
 from commands.errors import TaskNotFound, VersionConflict
-from db.models import Task
+from db.models import PRIORITY_RANK, Priority, Task
 
 
 class Unset(enum.Enum):
@@ -33,6 +33,10 @@ class CreateTask:
     title: str
     description: str | None = None
     due_date: date | None = None
+    due_at: datetime | None = None
+    priority: Priority = "medium"
+    tags: tuple[str, ...] = ()
+    """Already normalised: lower-cased, unique, sorted."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +53,9 @@ class UpdateTask(TaskWrite):
     title: str | Literal[Unset.UNSET] = UNSET
     description: str | Literal[Unset.UNSET] | None = UNSET
     due_date: date | Literal[Unset.UNSET] | None = UNSET
+    due_at: datetime | Literal[Unset.UNSET] | None = UNSET
+    priority: Priority | Literal[Unset.UNSET] = UNSET
+    tags: tuple[str, ...] | Literal[Unset.UNSET] = UNSET
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +75,13 @@ class SetTaskCompletion(TaskWrite):
 
 def create_task(cmd: CreateTask, session: Session) -> Task:
     task = Task(
-        user_id=cmd.user_id, title=cmd.title, description=cmd.description, due_date=cmd.due_date
+        user_id=cmd.user_id,
+        title=cmd.title,
+        description=cmd.description,
+        due_date=cmd.due_date,
+        due_at=cmd.due_at,
+        priority=PRIORITY_RANK[cmd.priority],
+        tags=list(cmd.tags),
     )
     session.add(task)
     session.flush()
@@ -82,9 +95,17 @@ def update_task(cmd: UpdateTask, session: Session) -> Task:
             ("title", cmd.title),
             ("description", cmd.description),
             ("due_date", cmd.due_date),
+            ("due_at", cmd.due_at),
+            ("priority", PRIORITY_RANK[cmd.priority] if cmd.priority is not UNSET else UNSET),
+            ("tags", list(cmd.tags) if cmd.tags is not UNSET else UNSET),
         )
         if value is not UNSET
     }
+    # A task is due on a day or at an instant: setting one kind clears the other.
+    if fields.get("due_at") is not None:
+        fields.setdefault("due_date", None)
+    if fields.get("due_date") is not None:
+        fields.setdefault("due_at", None)
     if not fields:
         return current_or_raise(session, cmd)
     differs = or_(*(getattr(Task, name).is_distinct_from(value) for name, value in fields.items()))

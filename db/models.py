@@ -1,7 +1,7 @@
 """SQLModel tables: the write side's view of the schema. Alembic migrations are its only source."""
 
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -19,12 +19,26 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
 USER_ID_MAX = 128
+TAG_MAX = 50
+TAGS_MAX = 20
+Priority = Literal["low", "medium", "high"]
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
+"""Stored as their rank, 1-3, so that they sort and compare as numbers."""
+PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES, start=1)}
+
+# Expressions the list queries sort and search by; the indexes below are built on the same text.
+DUE_ASC_KEY = "coalesce(due_at, (due_date::timestamp AT TIME ZONE 'UTC'), 'infinity'::timestamptz)"
+DUE_DESC_KEY = (
+    "coalesce(due_at, (due_date::timestamp AT TIME ZONE 'UTC'), '-infinity'::timestamptz)"
+)
+# Written exactly as PostgreSQL prints it back, so that `alembic check` compares the index equal.
+SEARCH_TEXT = "((title::text || ' '::text) || COALESCE(description, ''::character varying)::text)"
 
 
 class Task(SQLModel, table=True):
@@ -40,7 +54,19 @@ class Task(SQLModel, table=True):
             "id",
             postgresql_where=text("NOT completed"),
         ),
-        Index("tasks_user_due_idx", "user_id", "due_date", "id"),
+        Index("tasks_user_updated_idx", "user_id", "updated_at", "id"),
+        Index("tasks_user_priority_idx", "user_id", "priority", "id"),
+        Index("tasks_user_due_asc_idx", "user_id", text(DUE_ASC_KEY), "id"),
+        Index("tasks_user_due_desc_idx", "user_id", text(DUE_DESC_KEY), "id"),
+        # btree_gin lets user_id lead the GIN indexes (migration 0004).
+        Index("tasks_user_tags_idx", "user_id", "tags", postgresql_using="gin"),
+        Index(
+            "tasks_user_search_idx",
+            "user_id",
+            text(SEARCH_TEXT),
+            postgresql_using="gin",
+            postgresql_ops={SEARCH_TEXT: "gin_trgm_ops"},
+        ),
     )
     # Fetch server-side values (id, timestamps) in the INSERT/UPDATE's own RETURNING clause.
     __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
@@ -62,6 +88,17 @@ class Task(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     due_date: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    due_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    priority: int | None = Field(
+        default=None,
+        sa_column=Column(SmallInteger, nullable=False, server_default=text("2")),
+    )
+    tags: list[str] | None = Field(
+        default=None,
+        sa_column=Column(ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    )
     version: int | None = Field(
         default=None,
         sa_column=Column(Integer, nullable=False, server_default=text("1")),

@@ -4,14 +4,29 @@ Every function takes `user_id` as a required keyword and puts it in the WHERE cl
 rows are never read without it.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, TextClause, text
 
+from db.models import DUE_ASC_KEY, DUE_DESC_KEY, SEARCH_TEXT
+
 Status = Literal["all", "pending", "completed"]
-Sort = Literal["created", "title", "due_date"]
+Sort = Literal["created", "updated", "title", "due_date", "priority"]
+Order = Literal["asc", "desc"]
+TagMode = Literal["any", "all"]
+
+DEFAULT_ORDER: dict[Sort, Order] = {
+    "created": "desc",
+    "updated": "desc",
+    "title": "asc",
+    "due_date": "asc",
+    "priority": "desc",
+}
+DEFAULT_LIMIT = 100
+MAX_SEARCH_TERMS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +41,55 @@ class TaskRow:
     created_at: datetime
     updated_at: datetime
     version: int
+    priority: str
+    tags: list[str]
+    due_at: datetime | None
+    sort_key: str | None = None
+    """In lists: the row's sort key as text, which a keyset cursor carries (with the id)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueBound:
+    """A point on the "due" axis in the caller's time zone: all-day tasks compare their date with
+    `day`, timed tasks their instant with `at`."""
+
+    day: date
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFilters:
+    """Filters beyond status; each one that is set narrows the list (they combine with AND)."""
+
+    priorities: frozenset[int] = frozenset()
+    """Ranks (1 low, 2 medium, 3 high); empty: any priority."""
+    tags: tuple[str, ...] = ()
+    tag_mode: TagMode = "any"
+    terms: tuple[str, ...] = ()
+    """Each must occur, case-insensitively, in the title or the description."""
+    due_before: DueBound | None = None
+    due_after: DueBound | None = None
+    overdue: bool | None = None
+    as_of: DueBound | None = None
+    """Now and today in the caller's time zone; needed by `overdue`."""
+    has_due: bool | None = None
+    updated_after: datetime | None = None
+
+
+NO_FILTERS = TaskFilters()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """A keyset position: the sort key (as text) and id of the last row already seen."""
+
+    key: str
+    id: int
 
 
 _COLUMNS = (
     "id, user_id, title, description, completed, completed_at, due_date, created_at, updated_at,"
-    " version"
+    " version, priority, tags, due_at"
 )
 _FROM_VIEW = "SELECT " + _COLUMNS + " FROM task_list_v WHERE user_id = :user_id"
 
@@ -39,27 +98,178 @@ _STATUS_FILTERS: dict[Status, str] = {
     "pending": " AND NOT completed",
     "completed": " AND completed",
 }
-# Each order ends in id so ties are stable; each matches an index on tasks (see db/models.py).
-_ORDERS: dict[Sort, str] = {
-    "created": " ORDER BY created_at DESC, id DESC",
-    "title": " ORDER BY lower(title), id",
-    "due_date": " ORDER BY due_date ASC NULLS LAST, id",
+_PRIORITY_FILTER = " AND priority_rank = ANY(:priorities)"
+_TAG_FILTERS: dict[TagMode, str] = {
+    "any": " AND tags && CAST(:tags AS text[])",
+    "all": " AND tags @> CAST(:tags AS text[])",
 }
+# One ILIKE per term, each served by the trigram index on the same expression.
+_SEARCH_FILTERS = tuple(
+    " AND " + SEARCH_TEXT + " ILIKE :term_" + str(n) for n in range(MAX_SEARCH_TERMS)
+)
+# A NULL date or instant compares as NULL, so an undated task matches neither bound.
+_DUE_BEFORE_FILTER = " AND (due_date < :due_before_day OR due_at < :due_before_at)"
+_DUE_AFTER_FILTER = " AND (due_date >= :due_after_day OR due_at >= :due_after_at)"
+# COALESCE: an undated pending task's comparison is NULL, and NOT NULL would drop it too.
+_OVERDUE = "coalesce(NOT completed AND (due_date < :today OR due_at < :now), false)"
+_OVERDUE_FILTERS: dict[bool, str] = {True: " AND " + _OVERDUE, False: " AND NOT " + _OVERDUE}
+_HAS_DUE_FILTERS: dict[bool, str] = {
+    True: " AND (due_date IS NOT NULL OR due_at IS NOT NULL)",
+    False: " AND due_date IS NULL AND due_at IS NULL",
+}
+_UPDATED_AFTER_FILTER = " AND updated_at > :updated_after"
 
+# (expression, its type) per sort and direction. Each is never NULL, so a keyset comparison on
+# (key, id) stays an index condition; each matches an index on tasks (see db/models.py).
+_SORT_KEYS: dict[tuple[Sort, Order], tuple[str, str]] = {
+    ("created", "asc"): ("created_at", "timestamptz"),
+    ("created", "desc"): ("created_at", "timestamptz"),
+    ("updated", "asc"): ("updated_at", "timestamptz"),
+    ("updated", "desc"): ("updated_at", "timestamptz"),
+    ("title", "asc"): ("lower(title)", "text"),
+    ("title", "desc"): ("lower(title)", "text"),
+    ("due_date", "asc"): (DUE_ASC_KEY, "timestamptz"),
+    ("due_date", "desc"): (DUE_DESC_KEY, "timestamptz"),
+    ("priority", "asc"): ("priority_rank", "smallint"),
+    ("priority", "desc"): ("priority_rank", "smallint"),
+}
+_AFTER = {"asc": " > ", "desc": " < "}
+_DIRECTION = {"asc": " ASC", "desc": " DESC"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListShape:
+    """Which fragments a list statement has; one statement text per shape."""
+
+    status: Status = "all"
+    sort: Sort = "created"
+    order: Order = "desc"
+    priorities: bool = False
+    tag_mode: TagMode | None = None
+    terms: int = 0
+    due_before: bool = False
+    due_after: bool = False
+    overdue: bool | None = None
+    has_due: bool | None = None
+    updated_after: bool = False
+    after: bool = False
+
+    @classmethod
+    def of(
+        cls, status: Status, sort: Sort, order: Order, filters: TaskFilters, after: bool
+    ) -> "ListShape":
+        return cls(
+            status=status,
+            sort=sort,
+            order=order,
+            priorities=bool(filters.priorities),
+            tag_mode=filters.tag_mode if filters.tags else None,
+            terms=len(filters.terms),
+            due_before=filters.due_before is not None,
+            due_after=filters.due_after is not None,
+            overdue=filters.overdue,
+            has_due=filters.has_due,
+            updated_after=filters.updated_after is not None,
+            after=after,
+        )
+
+
+@functools.lru_cache(maxsize=1024)
+def list_statement(shape: ListShape) -> TextClause:
+    """The statement for one shape, assembled from the constant fragments above."""
+    key, key_type = _SORT_KEYS[(shape.sort, shape.order)]
+    sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key"
+    sql += " FROM task_list_v WHERE user_id = :user_id"
+    sql += _STATUS_FILTERS[shape.status]
+    sql += _PRIORITY_FILTER if shape.priorities else ""
+    sql += _TAG_FILTERS[shape.tag_mode] if shape.tag_mode else ""
+    sql += "".join(_SEARCH_FILTERS[: shape.terms])
+    sql += _DUE_BEFORE_FILTER if shape.due_before else ""
+    sql += _DUE_AFTER_FILTER if shape.due_after else ""
+    sql += _OVERDUE_FILTERS[shape.overdue] if shape.overdue is not None else ""
+    sql += _HAS_DUE_FILTERS[shape.has_due] if shape.has_due is not None else ""
+    sql += _UPDATED_AFTER_FILTER if shape.updated_after else ""
+    if shape.after:
+        sql += " AND (" + key + ", id)" + _AFTER[shape.order]
+        sql += "(CAST(:after_key AS " + key_type + "), :after_id)"
+    direction = _DIRECTION[shape.order]
+    sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
+    return text(sql)
+
+
+# The first page of each status and sort in its default order (the benchmark and plan tests).
 LIST_TASKS_SQL: dict[tuple[Status, Sort], TextClause] = {
-    (status, sort): text(_FROM_VIEW + status_filter + order)
-    for status, status_filter in _STATUS_FILTERS.items()
-    for sort, order in _ORDERS.items()
+    (status, sort): list_statement(ListShape(status=status, sort=sort, order=order))
+    for status in _STATUS_FILTERS
+    for sort, order in DEFAULT_ORDER.items()
 }
 
 GET_TASK_SQL = text(_FROM_VIEW + " AND id = :task_id")
 
 
+def like_pattern(term: str) -> str:
+    """`%term%`, with LIKE's own wildcards in the term matched literally."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "%" + escaped + "%"
+
+
+def _binds(filters: TaskFilters, after: Position | None) -> dict[str, Any]:
+    binds: dict[str, Any] = {
+        "priorities": sorted(filters.priorities),
+        "tags": list(filters.tags),
+        "updated_after": filters.updated_after,
+    }
+    binds |= {"term_" + str(n): like_pattern(term) for n, term in enumerate(filters.terms)}
+    for name, bound in (
+        ("due_before", filters.due_before),
+        ("due_after", filters.due_after),
+    ):
+        if bound is not None:
+            binds |= {name + "_day": bound.day, name + "_at": bound.at}
+    if filters.as_of is not None:
+        binds |= {"today": filters.as_of.day, "now": filters.as_of.at}
+    if after is not None:
+        binds |= {"after_key": after.key, "after_id": after.id}
+    return binds
+
+
+def list_query(
+    *,
+    user_id: str,
+    status: Status = "all",
+    sort: Sort = "created",
+    order: Order | None = None,
+    filters: TaskFilters = NO_FILTERS,
+    limit: int = DEFAULT_LIMIT,
+    after: Position | None = None,
+) -> tuple[TextClause, dict[str, Any]]:
+    """The statement and parameters of one list request (also what the plan tests EXPLAIN)."""
+    shape = ListShape.of(status, sort, order or DEFAULT_ORDER[sort], filters, after is not None)
+    return list_statement(shape), {**_binds(filters, after), "user_id": user_id, "limit": limit}
+
+
 def list_tasks(
-    conn: Connection, *, user_id: str, status: Status = "all", sort: Sort = "created"
+    conn: Connection,
+    *,
+    user_id: str,
+    status: Status = "all",
+    sort: Sort = "created",
+    order: Order | None = None,
+    filters: TaskFilters = NO_FILTERS,
+    limit: int = DEFAULT_LIMIT,
+    after: Position | None = None,
 ) -> list[TaskRow]:
-    rows = conn.execute(LIST_TASKS_SQL[(status, sort)], {"user_id": user_id})
-    return [TaskRow(**row._mapping) for row in rows]
+    """At most `limit` rows in order, starting after `after` when given."""
+    statement, params = list_query(
+        user_id=user_id,
+        status=status,
+        sort=sort,
+        order=order,
+        filters=filters,
+        limit=limit,
+        after=after,
+    )
+    return [TaskRow(**row._mapping) for row in conn.execute(statement, params)]
 
 
 def get_task(conn: Connection, *, user_id: str, task_id: int) -> TaskRow | None:

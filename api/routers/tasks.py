@@ -3,11 +3,13 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from api.clock import Now
 from api.deps import CurrentUser, ReadConnection, SessionDep
 from api.errors import Problem
 from api.etags import etag, if_match_versions, none_match
+from api.list_params import ListParams, next_link, read_page
 from api.schemas import TASK_ID_MAX, CompletionBody, TaskCreate, TaskOut, TaskUpdate
 from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound
@@ -27,6 +29,8 @@ router = APIRouter(
     prefix="/api/{user_id}/tasks",
     tags=["tasks"],
     responses={
+        401: {"model": Problem, "description": "Missing or invalid bearer token"},
+        403: {"model": Problem, "description": "The token belongs to another user"},
         413: {"model": Problem, "description": "Body larger than 64 KiB"},
         415: {"model": Problem, "description": "Body is not JSON"},
         422: {"model": Problem, "description": "Invalid path, query, header or body"},
@@ -56,16 +60,32 @@ CONDITIONAL: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
     412: {"model": Problem, "description": "If-Match named a stale version; body has `current`"},
 }
-IDEMPOTENT: dict[int | str, dict[str, Any]] = {
-    409: {"model": Problem, "description": "A request with this Idempotency-Key is running"},
+# OpenAPI links: how a client (or a stateful fuzzer) goes from a task it got to the next call.
+_TASK_LINK_PARAMETERS = {
+    "user_id": "$request.path.user_id",
+    "task_id": "$response.body#/id",
+}
+_CONDITIONAL_LINK_PARAMETERS = {**_TASK_LINK_PARAMETERS, "header.If-Match": "$response.header.ETag"}
+TASK_LINKS = {
+    "ReadTask": {"operationId": "readTask", "parameters": _TASK_LINK_PARAMETERS},
+    "UpdateTask": {"operationId": "updateTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
+    "PatchTask": {"operationId": "patchTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
+    "CompleteTask": {"operationId": "completeTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
+    "DeleteTask": {"operationId": "deleteTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
 }
 
 
-class ListParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def linked(status_code: int) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"links": TASK_LINKS}}
 
-    status: queries.Status = "all"
-    sort: queries.Sort = "created"
+
+IDEMPOTENT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "A request with this Idempotency-Key is running"},
+}
+NEXT_PAGE_LINK = {
+    "description": 'When more tasks remain: `<url of the next page>; rel="next"`.',
+    "schema": {"type": "string"},
+}
 
 
 def task_response(task: Task, status_code: int = 200) -> StoredResponse:
@@ -104,11 +124,24 @@ def run(
     return send(stored, replayed=replayed)
 
 
-@router.get("", summary="List the user's tasks")
+@router.get(
+    "",
+    operation_id="listTasks",
+    summary="List the user's tasks",
+    responses={200: {"headers": {"Link": NEXT_PAGE_LINK}}},
+)
 def list_tasks(
-    user_id: CurrentUser, conn: ReadConnection, params: Annotated[ListParams, Query()]
+    user_id: CurrentUser,
+    conn: ReadConnection,
+    params: Annotated[ListParams, Query()],
+    request: Request,
+    response: Response,
+    now: Now,
 ) -> list[TaskOut]:
-    rows = queries.list_tasks(conn, user_id=user_id, status=params.status, sort=params.sort)
+    """At most `limit` tasks (a JSON array); `Link: <...>; rel="next"` when more remain."""
+    rows, cursor = read_page(conn, user_id, params, now, request.app.state.cursors)
+    if cursor is not None:
+        response.headers["Link"] = next_link(request.url, cursor)
     return [TaskOut.model_validate(row) for row in rows]
 
 
@@ -116,7 +149,8 @@ def list_tasks(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
-    responses=IDEMPOTENT,
+    responses={**IDEMPOTENT, **linked(201)},
+    operation_id="createTask",
     summary="Create a task",
 )
 def create_task(
@@ -127,7 +161,13 @@ def create_task(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     cmd = CreateTask(
-        user_id=user_id, title=body.title, description=body.description, due_date=body.due_date
+        user_id=user_id,
+        title=body.title,
+        description=body.description,
+        due_date=body.due_date,
+        due_at=body.due_at,
+        priority=body.priority,
+        tags=tuple(body.tags),
     )
     return run(cmd, session, request, idempotency_key, body, status.HTTP_201_CREATED)
 
@@ -136,6 +176,7 @@ def create_task(
     "/{task_id}",
     response_model=TaskOut,
     responses={**NOT_FOUND, 304: {"description": "If-None-Match named the current version"}},
+    operation_id="readTask",
     summary="Read a task",
 )
 def read_task(
@@ -170,10 +211,19 @@ def update_command(
         title=body.title if "title" in sent and body.title is not None else UNSET,
         description=body.description if "description" in sent else UNSET,
         due_date=body.due_date if "due_date" in sent else UNSET,
+        due_at=body.due_at if "due_at" in sent else UNSET,
+        priority=body.priority if "priority" in sent and body.priority is not None else UNSET,
+        tags=tuple(body.tags or ()) if "tags" in sent else UNSET,
     )
 
 
-@router.put("/{task_id}", response_model=TaskOut, responses=CONDITIONAL, summary="Update a task")
+@router.put(
+    "/{task_id}",
+    response_model=TaskOut,
+    responses={**CONDITIONAL, **linked(200)},
+    operation_id="updateTask",
+    summary="Update a task",
+)
 def update_task(
     user_id: CurrentUser,
     task_id: TaskId,
@@ -187,9 +237,18 @@ def update_task(
 @router.patch(
     "/{task_id}",
     response_model=TaskOut,
-    responses=CONDITIONAL,
+    responses={**CONDITIONAL, **linked(200)},
+    operation_id="patchTask",
     summary="Change some fields (JSON Merge Patch, RFC 7396)",
-    openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/merge-patch+json": {
+                    "schema": {"$ref": "#/components/schemas/TaskUpdate"}
+                }
+            }
+        }
+    },
 )
 def patch_task(
     user_id: CurrentUser,
@@ -205,6 +264,7 @@ def patch_task(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=CONDITIONAL,
+    operation_id="deleteTask",
     summary="Delete a task",
 )
 def delete_task(
@@ -218,7 +278,8 @@ def delete_task(
 @router.patch(
     "/{task_id}/complete",
     response_model=TaskOut,
-    responses={**CONDITIONAL, **IDEMPOTENT},
+    responses={**CONDITIONAL, **IDEMPOTENT, **linked(200)},
+    operation_id="completeTask",
     summary='Toggle completion, or set it with a body {"completed": true|false}',
 )
 def complete_task(

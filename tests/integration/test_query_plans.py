@@ -42,7 +42,7 @@ def plan(conn: Connection, statement: TextClause, **params: object) -> str:
 def test_every_list_query_uses_a_user_index(
     crowded: Connection, status: Status, sort: Sort
 ) -> None:
-    shown = plan(crowded, LIST_TASKS_SQL[(status, sort)], user_id="user-7")
+    shown = plan(crowded, LIST_TASKS_SQL[(status, sort)], user_id="user-7", limit=101)
 
     assert "Seq Scan" not in shown, shown
     assert "Index" in shown, shown
@@ -50,7 +50,7 @@ def test_every_list_query_uses_a_user_index(
 
 
 def test_pending_list_uses_the_partial_index(crowded: Connection) -> None:
-    shown = plan(crowded, LIST_TASKS_SQL[("pending", "created")], user_id="user-7")
+    shown = plan(crowded, LIST_TASKS_SQL[("pending", "created")], user_id="user-7", limit=101)
     assert "tasks_user_pending_created_idx" in shown, shown
 
 

@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.exc import ProgrammingError
 from sqlmodel import Session
 
@@ -11,7 +11,14 @@ import queries.tasks
 from commands.dispatch import dispatch
 from commands.errors import TaskNotFound
 from commands.tasks import CreateTask, DeleteTask
-from db.engine import SET_USER_SQL, make_read_engine, make_write_engine, read_as, write_as
+from db.engine import (
+    SET_USER_SQL,
+    Timeouts,
+    make_read_engine,
+    make_write_engine,
+    read_as,
+    write_as,
+)
 from db.settings import Settings
 
 INSERT = text("INSERT INTO tasks (user_id, title) VALUES (:user_id, :title)")
@@ -19,7 +26,7 @@ CURRENT_USER_SETTING = text("SELECT current_setting('app.user_id', true)")
 
 
 def act_as(conn: Connection, user_id: str) -> None:
-    conn.execute(SET_USER_SQL, {"user_id": user_id})
+    conn.execute(SET_USER_SQL, {"user_id": user_id, **Timeouts().parameters()})
 
 
 @pytest.fixture
@@ -34,11 +41,13 @@ def two_users(app_connection: Connection) -> Connection:
 def test_a_list_query_without_its_user_filter_still_returns_only_the_callers_rows(
     two_users: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    leaky = {
-        key: text(sql.text.replace("WHERE user_id = :user_id", "WHERE :user_id = :user_id"))
-        for key, sql in queries.tasks.LIST_TASKS_SQL.items()
-    }
-    monkeypatch.setattr(queries.tasks, "LIST_TASKS_SQL", leaky)
+    honest = queries.tasks.list_statement
+
+    def leaky(shape: queries.tasks.ListShape) -> TextClause:
+        sql = honest(shape).text
+        return text(sql.replace("WHERE user_id = :user_id", "WHERE :user_id = :user_id"))
+
+    monkeypatch.setattr(queries.tasks, "list_statement", leaky)
 
     read_as(two_users, "bob")
     rows = queries.tasks.list_tasks(two_users, user_id="bob")

@@ -19,7 +19,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, TextClause, text
 
 import queries.tasks
 from tests.auth_support import TokenIssuer
@@ -189,11 +189,13 @@ def test_the_machine_catches_a_list_query_that_forgets_the_user(
     """Run as the owner (a superuser, which row security does not apply to) so that only the
     machine stands between the leak and the test; tests/integration/test_rls.py shows that the
     service role's row security hides the same leak."""
-    leaky = {
-        key: text(sql.text.replace("WHERE user_id = :user_id", "WHERE :user_id = :user_id"))
-        for key, sql in queries.tasks.LIST_TASKS_SQL.items()
-    }
-    monkeypatch.setattr(queries.tasks, "LIST_TASKS_SQL", leaky)
+    honest = queries.tasks.list_statement
+
+    def leaky(shape: queries.tasks.ListShape) -> TextClause:
+        sql = honest(shape).text
+        return text(sql.replace("WHERE user_id = :user_id", "WHERE :user_id = :user_id"))
+
+    monkeypatch.setattr(queries.tasks, "list_statement", leaky)
 
     # Finding the leak is the point; shrinking it to a minimal example would only cost time.
     no_shrinking = settings(MACHINE_SETTINGS, phases=[Phase.generate])

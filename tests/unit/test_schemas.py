@@ -1,11 +1,14 @@
 """Request validation rules, without a database."""
 
+import re
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from api.schemas import TaskCreate, TaskUpdate
+from api.schemas import DESCRIPTION_SCHEMA, TITLE_SCHEMA, TaskCreate, TaskUpdate
 from db.engine import sqlalchemy_url
 
 
@@ -58,3 +61,23 @@ def test_update_cannot_clear_the_title() -> None:
 )
 def test_database_urls_in_the_usual_forms_are_accepted(given: str, expected: str) -> None:
     assert sqlalchemy_url(given) == expected
+
+
+def _accepted(**fields: object) -> bool:
+    try:
+        TaskCreate.model_validate(fields)
+    except ValidationError:
+        return False
+    return True
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=210) | st.text(alphabet=" \t\nab\x85\x1f\u3000\ufeff\x00", max_size=205))
+def test_the_openapi_patterns_state_exactly_the_validation_rules(text: str) -> None:
+    title_pattern = re.compile(str(TITLE_SCHEMA["pattern"]))
+    description_pattern = re.compile(str(DESCRIPTION_SCHEMA["pattern"]))
+
+    assert bool(title_pattern.search(text)) == _accepted(title=text)
+    assert (bool(description_pattern.search(text)) and len(text) <= 1000) == _accepted(
+        title="t", description=text
+    )

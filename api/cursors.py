@@ -1,0 +1,88 @@
+"""Keyset cursors for list pages: opaque to clients, signed, and bound to the request they page.
+
+A cursor is `base64url(payload) "." base64url(HMAC-SHA256(secret, payload)[:16])`, where the
+payload is the JSON array `[version, binding, sort key, id]`: the position of the last row of the
+page, and a digest of the user and every list parameter except `cursor` and `limit`. Changing a
+byte breaks the signature; reusing a cursor with other parameters breaks the binding. Both are a
+422 naming `cursor`. See docs/adr/0005-keyset-cursors.md.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+
+from db.settings import Settings
+from queries.tasks import Position
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+SIGNATURE_BYTES = 16
+MAX_CURSOR_LENGTH = 1024
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def binding(user_id: str, parameters: dict[str, Any]) -> str:
+    """A short digest of who asked for what; a cursor is valid only for the same digest."""
+    canonical = json.dumps([user_id, parameters], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def invalid_cursor(message: str) -> RequestValidationError:
+    """The same 422 problem as any other invalid query parameter."""
+    error = {"type": "cursor_invalid", "loc": ("query", "cursor"), "msg": message, "input": None}
+    return RequestValidationError([error])
+
+
+class CursorCodec:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "CursorCodec":
+        if settings.cursor_secret is not None:
+            return cls(settings.cursor_secret.get_secret_value().encode())
+        # Fine for one process; `taskapi serve` sets CURSOR_SECRET so that its workers agree.
+        log.info("CURSOR_SECRET is unset: cursors are signed with a key of this process only")
+        return cls(secrets.token_bytes(32))
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+
+    def encode(self, position: Position, bound_to: str) -> str:
+        payload = json.dumps([VERSION, bound_to, position.key, position.id]).encode()
+        return _b64encode(payload) + "." + _b64encode(self._sign(payload))
+
+    def decode(self, cursor: str, bound_to: str) -> Position:
+        """The position in `cursor`; a 422 if it was altered or made for other parameters."""
+        try:
+            encoded_payload, encoded_signature = cursor.split(".")
+            payload = _b64decode(encoded_payload)
+            signature = _b64decode(encoded_signature)
+        except (ValueError, binascii.Error):
+            raise invalid_cursor("is not a cursor this service issued") from None
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise invalid_cursor(
+                "was altered or has expired; start again from the first page without a cursor"
+            )
+        version, bound, key, row_id = json.loads(payload)
+        if version != VERSION or bound != bound_to:
+            raise invalid_cursor(
+                "was made for different list parameters; send the same parameters as the"
+                " request that returned it (only limit may change)"
+            )
+        return Position(key=key, id=row_id)

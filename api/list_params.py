@@ -1,0 +1,208 @@
+"""The list endpoint's query parameters, validated strictly and turned into the query's terms,
+and its pages.
+
+Time zones are resolved here, so the read side only sees dates and instants: an all-day task
+due on day D counts as due at the start of D in `tz` for `due_before`/`due_after`, and becomes
+overdue when D has ended in `tz`.
+"""
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+from sqlalchemy import Connection
+from starlette.datastructures import URL
+
+from api.cursors import CursorCodec, binding
+from api.schemas import DateOrInstant, Tag
+from db.models import PRIORITY_RANK, TAGS_MAX, Priority
+from queries.tasks import (
+    DEFAULT_LIMIT,
+    DEFAULT_ORDER,
+    MAX_SEARCH_TERMS,
+    DueBound,
+    Order,
+    Position,
+    Sort,
+    Status,
+    TagMode,
+    TaskFilters,
+    TaskRow,
+    list_tasks,
+)
+
+MAX_LIMIT = 500
+SEARCH_MAX = 200
+
+
+def _comma_list(value: Any) -> Any:
+    # FastAPI hands a sequence-typed query parameter over as the list of its repetitions.
+    values = value if isinstance(value, list) else [value]
+    if not all(isinstance(item, str) for item in values):
+        return value
+    return [part for item in values for part in item.split(",")]
+
+
+def _unique_sorted(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(values)))
+
+
+def _at_most_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    if len(tags) > TAGS_MAX:
+        raise PydanticCustomError(
+            "tags_count", "at most {max} tags (got {count})", {"max": TAGS_MAX, "count": len(tags)}
+        )
+    return tags
+
+
+def _search(value: str) -> str:
+    terms = value.split()
+    if not terms:
+        raise PydanticCustomError("search_empty", "must contain something to search for")
+    if len(terms) > MAX_SEARCH_TERMS:
+        raise PydanticCustomError("search_terms", "at most {max} words", {"max": MAX_SEARCH_TERMS})
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    return " ".join(terms)
+
+
+def _flag(value: Any) -> Any:
+    if value in ("true", "false"):
+        return value == "true"
+    raise PydanticCustomError("flag", "must be true or false")
+
+
+ZONES = frozenset(available_timezones())
+
+
+def _zone(name: str) -> str:
+    if name not in ZONES:
+        raise PydanticCustomError(
+            "time_zone", "must be an IANA time zone name such as Europe/Paris or UTC"
+        )
+    return name
+
+
+_COMMA_LIST_SCHEMA = {"type": "string", "description": "comma-separated"}
+Priorities = Annotated[
+    tuple[Priority, ...],
+    BeforeValidator(_comma_list),
+    AfterValidator(_unique_sorted),
+    WithJsonSchema({**_COMMA_LIST_SCHEMA, "example": "high,medium"}),
+]
+Tags = Annotated[
+    tuple[Tag, ...],
+    BeforeValidator(_comma_list),
+    AfterValidator(_unique_sorted),
+    AfterValidator(_at_most_tags),
+    WithJsonSchema({**_COMMA_LIST_SCHEMA, "example": "work,home"}),
+]
+Flag = Annotated[bool, BeforeValidator(_flag), WithJsonSchema({"enum": ["true", "false"]})]
+Search = Annotated[str, Field(max_length=SEARCH_MAX), AfterValidator(_search)]
+# The exact list in OpenAPI, so that clients (and the contract test) know every accepted name.
+Zone = Annotated[
+    str, AfterValidator(_zone), WithJsonSchema({"type": "string", "enum": sorted(ZONES)})
+]
+
+
+class ListParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status = "all"
+    priority: Priorities | None = Field(None, description="Any of these priorities.")
+    tag: Tags | None = Field(None, description="Tasks with any (or all) of these tags.")
+    tag_mode: TagMode = Field("any", description="`any`: at least one tag; `all`: every tag.")
+    q: Search | None = Field(
+        None, description="Words that must each occur (case-insensitively) in title or text."
+    )
+    due_before: DateOrInstant | None = Field(None, description="Due before this date or instant.")
+    due_after: DateOrInstant | None = Field(
+        None, description="Due at or after this date or instant."
+    )
+    overdue: Flag | None = Field(None, description="Pending and past due (or not).")
+    has_due: Flag | None = Field(None, description="Has a due date or due time (or not).")
+    updated_after: DateOrInstant | None = Field(None, description="Changed after this.")
+    tz: Zone = Field("UTC", description="IANA time zone that decides what a date means.")
+    sort: Sort = "created"
+    order: Order | None = Field(
+        None, description="Default: desc for created, updated, priority; asc for title, due_date."
+    )
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(
+        None, min_length=1, max_length=1024, description="From the previous page's Link header."
+    )
+
+    def direction(self) -> Order:
+        return self.order or DEFAULT_ORDER[self.sort]
+
+    def bound_parameters(self) -> dict[str, Any]:
+        """What a cursor is bound to: every parameter but `cursor` and `limit`, normalised."""
+        parameters = self.model_dump(mode="json", exclude={"cursor", "limit"})
+        return {**parameters, "order": self.direction()}
+
+    def filters(self, now: datetime) -> TaskFilters:
+        zone = ZoneInfo(self.tz)
+        return TaskFilters(
+            priorities=frozenset(PRIORITY_RANK[name] for name in self.priority or ()),
+            tags=self.tag or (),
+            tag_mode=self.tag_mode,
+            terms=tuple(self.q.split()) if self.q else (),
+            due_before=None if self.due_before is None else due_bound(self.due_before, zone),
+            due_after=None if self.due_after is None else due_bound(self.due_after, zone),
+            overdue=self.overdue,
+            as_of=DueBound(day=now.astimezone(zone).date(), at=now),
+            has_due=self.has_due,
+            updated_after=None
+            if self.updated_after is None
+            else due_bound(self.updated_after, zone).at,
+        )
+
+
+def start_of(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of `day` in `zone` (where midnight is skipped, the moment it jumps)."""
+    return datetime.combine(day, time(), tzinfo=zone)
+
+
+def due_bound(value: date | datetime, zone: ZoneInfo) -> DueBound:
+    """A bound as the day and instant it means in `zone`.
+
+    All-day tasks count as due at the start of their day, so for an instant bound `day` is the
+    first day that starts at or after it.
+    """
+    if not isinstance(value, datetime):
+        return DueBound(day=value, at=start_of(value, zone))
+    day = value.astimezone(zone).date()
+    if start_of(day, zone) < value and day < date.max:
+        day += timedelta(days=1)
+    return DueBound(day=day, at=value)
+
+
+def read_page(
+    conn: Connection, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec
+) -> tuple[list[TaskRow], str | None]:
+    """One page of the list, and the cursor of the next page when more rows remain."""
+    bound_to = binding(user_id, params.bound_parameters())
+    after = None if params.cursor is None else cursors.decode(params.cursor, bound_to)
+    rows = list_tasks(
+        conn,
+        user_id=user_id,
+        status=params.status,
+        sort=params.sort,
+        order=params.direction(),
+        filters=params.filters(now),
+        limit=params.limit + 1,  # one more than asked: is there a next page?
+        after=after,
+    )
+    if len(rows) <= params.limit:
+        return rows, None
+    last = rows[params.limit - 1]
+    assert last.sort_key is not None
+    return rows[: params.limit], cursors.encode(Position(key=last.sort_key, id=last.id), bound_to)
+
+
+def next_link(url: URL, cursor: str) -> str:
+    """An RFC 8288 Link to the next page: this request's path and query with the new cursor."""
+    following = url.include_query_params(cursor=cursor)
+    return f'<{following.path}?{following.query}>; rel="next"'

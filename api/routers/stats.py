@@ -1,0 +1,79 @@
+"""HTTP route for a user's task counts. Registered before the tasks router: `/tasks/stats` must
+not be taken for a task id."""
+
+from datetime import timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.clock import Now
+from api.deps import CurrentUser, ReadConnection
+from api.errors import Problem
+from api.list_params import Zone, start_of
+from queries import stats as queries
+
+READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or invalid bearer token"},
+    403: {"model": Problem, "description": "The token belongs to another user"},
+    422: {"model": Problem, "description": "Invalid path or query parameter"},
+    503: {"model": Problem, "description": "Database unavailable; see Retry-After"},
+}
+
+router = APIRouter(
+    prefix="/api/{user_id}/tasks",
+    tags=["tasks"],
+    responses=READ_PROBLEMS,
+)
+
+
+class StatsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tz: Zone = Field("UTC", description="IANA time zone that decides what today is.")
+
+
+class PriorityCounts(BaseModel):
+    low: int
+    medium: int
+    high: int
+
+
+class TaskStats(BaseModel):
+    total: int
+    pending: int
+    completed: int
+    overdue: int
+    """Pending, and due on a day that has ended in `tz` or at an instant that has passed."""
+    due_today: int
+    """Pending and due today in `tz` (all day, or at any time of today)."""
+    by_priority: PriorityCounts
+
+
+def today_in(zone: ZoneInfo, now: Now) -> queries.Today:
+    day = now.astimezone(zone).date()
+    ends = start_of(day + timedelta(days=1), zone)
+    return queries.Today(day=day, now=now, starts=start_of(day, zone), ends=ends)
+
+
+@router.api_route("/stats", methods=["PUT", "PATCH", "DELETE", "POST"], include_in_schema=False)
+def stats_are_read_only() -> None:
+    """Without this, `PUT .../tasks/stats` would reach the task routes as task id "stats"."""
+    raise HTTPException(status.HTTP_405_METHOD_NOT_ALLOWED)
+
+
+@router.get("/stats", operation_id="taskStats", summary="Count the user's tasks")
+def task_stats(
+    user_id: CurrentUser, conn: ReadConnection, params: Annotated[StatsParams, Query()], now: Now
+) -> TaskStats:
+    row = queries.task_stats(conn, user_id=user_id, today=today_in(ZoneInfo(params.tz), now))
+    counts = PriorityCounts(low=row.low, medium=row.medium, high=row.high)
+    return TaskStats(
+        total=row.total,
+        pending=row.pending,
+        completed=row.completed,
+        overdue=row.overdue,
+        due_today=row.due_today,
+        by_priority=counts,
+    )

@@ -1,0 +1,28 @@
+"""HTTP route for a user's tags."""
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+
+from api.deps import CurrentUser, ReadConnection
+from api.routers.stats import READ_PROBLEMS
+from queries import tags as queries
+
+router = APIRouter(
+    prefix="/api/{user_id}/tags",
+    tags=["tags"],
+    responses=READ_PROBLEMS,
+)
+
+
+class TagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    tag: str
+    tasks: int
+    """How many of the user's tasks carry the tag."""
+    pending: int
+
+
+@router.get("", operation_id="listTags", summary="List the user's tags with task counts")
+def list_tags(user_id: CurrentUser, conn: ReadConnection) -> list[TagOut]:
+    return [TagOut.model_validate(row) for row in queries.list_tags(conn, user_id=user_id)]
