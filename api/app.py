@@ -8,10 +8,12 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from api.auth.config import build_authenticator
+from api.cursors import CursorCodec
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
-from api.routers import health, tasks
-from db.engine import make_read_engine, make_write_engine
+from api.openapi import describe_service
+from api.routers import health, stats, tags, tasks
+from db.engine import TIMEOUTS_OPTION, Timeouts, make_read_engine, make_write_engine
 from db.settings import Settings
 
 DESCRIPTION = """
@@ -28,7 +30,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         write_engine = make_write_engine(settings)
         read_engine = make_read_engine(settings)
         app.state.session_factory = sessionmaker(
-            write_engine, class_=Session, expire_on_commit=False
+            write_engine,
+            class_=Session,
+            expire_on_commit=False,
+            info={TIMEOUTS_OPTION: Timeouts.from_settings(settings)},
         )
         app.state.read_engine = read_engine
         yield
@@ -44,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Built before serving: a server without authentication configured refuses to start.
     app.state.authenticator = build_authenticator(settings)
     install_error_handlers(app)
+    describe_service(app, authenticated=app.state.authenticator.enabled)
     app.add_middleware(RequestLimits)
+    app.state.cursors = CursorCodec.from_settings(settings)
+    app.include_router(stats.router)  # before tasks: /tasks/stats is not a task id
     app.include_router(tasks.router)
+    app.include_router(tags.router)
     app.include_router(health.router)
     return app

@@ -2,11 +2,17 @@
 
 import argparse
 import logging
+import multiprocessing
 import os
+import secrets
 import signal
+import socket
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -80,13 +86,94 @@ def serve(args: argparse.Namespace) -> None:
             )
         # Workers are separate processes that read their settings from the environment.
         os.environ["DATABASE_URL"] = running.write_url()
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-        )
+        if running.cursor_secret is None:
+            # One key for all workers, so a cursor from one is valid on another (ADR 0005).
+            os.environ["CURSOR_SECRET"] = secrets.token_urlsafe(32)
+        options = uvicorn_options(args.host, running.access_log)
+        listeners = bind_listeners(args.host, args.port, args.workers)
+        if args.workers == 1:
+            run_worker(options, listeners[0])
+        else:
+            supervise(options, listeners)
+
+
+def uvicorn_options(host: str, access_log: bool) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config` (plain values: they travel to spawned workers)."""
+    # loop and http "auto" pick uvloop and httptools (uvicorn[standard]), C instead of Python.
+    return {"app": "api.app:create_app", "factory": True, "host": host, "access_log": access_log}
+
+
+def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per worker on the same port (SO_REUSEPORT), all with TCP_NODELAY.
+
+    The kernel spreads new connections evenly over the sockets, where one shared socket lets
+    whichever worker is awake accept nearly all of them. Accepted sockets inherit TCP_NODELAY:
+    without it a response written in two parts waits for the client's delayed ACK (40 ms).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    # SO_REUSEPORT would also let this group share a port another server already listens on;
+    # a plain bind first keeps "address already in use" (and picks the port when it is 0).
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        address = probe.getsockname()
+    listeners: list[socket.socket] = []
+    for _ in range(count):
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        listeners.append(sock)
+    return listeners
+
+
+def run_worker(options: dict[str, Any], listener: socket.socket) -> None:
+    """Serve on `listener` until SIGTERM/SIGINT, then finish the requests in flight."""
+    uvicorn.Server(uvicorn.Config(**options)).run(sockets=[listener])
+
+
+WORKER_POLL_SECONDS = 0.5
+WORKER_STOP_SECONDS = 30.0
+
+
+def supervise(options: dict[str, Any], listeners: list[socket.socket]) -> None:
+    """Run one worker process per listener, restart any that dies, stop them all on exit.
+
+    The master keeps the listeners open, so a restarted worker takes over its socket and the
+    connections queued on it meanwhile.
+    """
+    spawn = multiprocessing.get_context("spawn")
+
+    def start(listener: socket.socket) -> BaseProcess:
+        process = spawn.Process(target=run_worker, args=(options, listener), daemon=False)
+        process.start()
+        return process
+
+    workers = [start(listener) for listener in listeners]
+    try:
+        while True:
+            time.sleep(WORKER_POLL_SECONDS)
+            for index, process in enumerate(workers):
+                if not process.is_alive():
+                    log.warning(
+                        "worker %s exited with %s; restarting it", process.pid, process.exitcode
+                    )
+                    workers[index] = start(listeners[index])
+    finally:
+        for process in workers:
+            if process.pid is not None:
+                with suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + WORKER_STOP_SECONDS
+        for process in workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,11 +1,15 @@
 """FastAPI dependencies: the caller's identity, a write session and a read connection."""
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from api.auth.tokens import Authenticator
@@ -19,7 +23,13 @@ bearer = HTTPBearer(
 )
 
 
-def current_user_id(
+# The dependencies below are `async def` where they do no I/O: FastAPI runs every sync
+# dependency in the thread pool, and those hops cost more CPU than the work itself. Whatever may
+# block (connecting, verifying a token that may need the JWKS, closing a transaction) still goes
+# to the thread pool; the route itself stays a sync function, the one hop for its queries.
+
+
+async def current_user_id(
     request: Request,
     user_id: Annotated[
         str,
@@ -32,24 +42,57 @@ def current_user_id(
 ) -> str:
     """The one place that decides who is calling: the path's user, if the bearer token is theirs."""
     authenticator: Authenticator = request.app.state.authenticator
-    return authenticator.authorize(
-        user_id, None if credentials is None else credentials.credentials
-    )
+    token = None if credentials is None else credentials.credentials
+    known = authenticator.authorize_without_io(user_id, token)
+    if known is not None:
+        return known
+    return await run_in_threadpool(authenticator.authorize, user_id, token)
 
 
 CurrentUser = Annotated[str, Depends(current_user_id)]
 
 
-def get_session(request: Request, user_id: CurrentUser) -> Iterator[Session]:
-    with request.app.state.session_factory() as session:
-        write_as(session, user_id)
+async def get_session(request: Request, user_id: CurrentUser) -> AsyncIterator[Session]:
+    session: Session = request.app.state.session_factory()  # connects lazily: no I/O here
+    write_as(session, user_id)
+    try:
         yield session
+    finally:
+        # After dispatch's commit or rollback nothing is open and closing is bookkeeping.
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
-def get_read_connection(request: Request, user_id: CurrentUser) -> Iterator[Connection]:
-    with request.app.state.read_engine.connect() as conn:
+READ_CONNECT_ATTEMPTS = 3
+READ_RETRY_BASE_SECONDS = 0.05
+
+
+def connect_for_reading(engine: Engine) -> Connection:
+    """A read connection, retried with jittered exponential backoff on transient failures.
+
+    Only reads are retried, and only while connecting: nothing has been sent yet, so a retry can
+    never repeat an effect. Writes are never retried here (clients use Idempotency-Key).
+    """
+    for attempt in range(READ_CONNECT_ATTEMPTS):
+        try:
+            return engine.connect()
+        except (OperationalError, InterfaceError):
+            if attempt == READ_CONNECT_ATTEMPTS - 1:
+                raise
+            time.sleep(READ_RETRY_BASE_SECONDS * 3**attempt * random.uniform(0.5, 1.5))  # noqa: S311
+    raise AssertionError("unreachable")
+
+
+async def get_read_connection(request: Request, user_id: CurrentUser) -> AsyncIterator[Connection]:
+    conn = await run_in_threadpool(connect_for_reading, request.app.state.read_engine)
+    try:
         read_as(conn, user_id)
         yield conn
+    finally:
+        # An autocommit connection has no transaction to roll back: returning it sends nothing.
+        conn.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

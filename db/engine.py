@@ -6,10 +6,13 @@ so a pooled connection (or a PgBouncer/Neon pooler backend) never carries one us
 another client's transaction. See docs/adr/0003-authentication-and-row-level-security.md.
 """
 
+import select
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import ExecutionContext, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 
@@ -18,9 +21,36 @@ from db.settings import Settings
 USER_OPTION = "taskapi_user_id"
 """Execution option (read connections) and `Session.info` key (write sessions): the caller."""
 
-SET_USER_SQL = text("SELECT set_config('app.user_id', :user_id, true)")
+TIMEOUTS_OPTION = "taskapi_timeouts"
+"""`Session.info` key: the write side's Timeouts (set by the session factory)."""
+
+# One statement scopes a transaction: the caller for row-level security, and how long any
+# statement may run or wait for a lock. All three are transaction-local (`true`), never session
+# settings, so they survive PgBouncer/Neon's pooler and never leak to the next client.
+SET_USER_SQL = text(
+    "SELECT set_config('app.user_id', :user_id, true),"
+    " set_config('statement_timeout', :statement_timeout, true),"
+    " set_config('lock_timeout', :lock_timeout, true)"
+)
 # psycopg2's paramstyle, because it is glued in front of an already compiled statement.
-_SET_USER_PREFIX = "SELECT set_config('app.user_id', %(taskapi_rls_user)s, true); "
+_SET_USER_PREFIX = (
+    "SELECT set_config('app.user_id', %(taskapi_rls_user)s, true),"
+    " set_config('statement_timeout', %(taskapi_statement_timeout)s, true),"
+    " set_config('lock_timeout', %(taskapi_lock_timeout)s, true); "
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    statement_ms: int = 5000
+    lock_ms: int = 2000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Timeouts":
+        return cls(statement_ms=settings.statement_timeout_ms, lock_ms=settings.lock_timeout_ms)
+
+    def parameters(self) -> dict[str, str]:
+        return {"statement_timeout": f"{self.statement_ms}ms", "lock_timeout": f"{self.lock_ms}ms"}
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -42,26 +72,68 @@ def bypasses_row_security(url: str) -> bool:
         engine.dispose()
 
 
-def make_write_engine(settings: Settings) -> Engine:
-    return create_engine(
-        sqlalchemy_url(settings.write_url()),
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    # connect_timeout is a libpq connection parameter, not a server startup option, so poolers
+    # accept it. Dead connections are caught at checkout: by pre-ping (the default), or without
+    # a round trip by a socket check when POOL_PRE_PING is off (see below, and ADR 0006).
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_recycle": settings.pool_recycle_seconds,
+        "connect_args": {"connect_timeout": settings.connect_timeout_seconds},
+    }
+
+
+def _pooled_engine(url: str, settings: Settings, **options: Any) -> Engine:
+    engine = create_engine(
+        sqlalchemy_url(url),
+        pool_pre_ping=settings.pool_pre_ping,
+        **_pool_options(settings),
+        **options,
     )
+    if not settings.pool_pre_ping:
+        discard_closed_connections(engine)
+    return engine
+
+
+def make_write_engine(settings: Settings) -> Engine:
+    return _pooled_engine(settings.write_url(), settings)
 
 
 def make_read_engine(settings: Settings) -> Engine:
     # Reads are single statements: autocommit spares each one a BEGIN/ROLLBACK round trip.
-    engine = create_engine(
-        sqlalchemy_url(settings.read_url()),
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
-        isolation_level="AUTOCOMMIT",
-    )
-    scope_reads_to_user(engine)
+    engine = _pooled_engine(settings.read_url(), settings, isolation_level="AUTOCOMMIT")
+    scope_reads_to_user(engine, Timeouts.from_settings(settings))
     return engine
+
+
+def has_unread_input(dbapi_connection: Any) -> bool:
+    """Is there anything to read on an idle connection? Then the server has closed it.
+
+    An idle PostgreSQL connection receives nothing unless the server ends it: a terminated
+    backend, a restart or an idle-session timeout send a FATAL message and close the socket, a
+    pooler or proxy closes it. Either makes the socket readable, which one `poll` with a zero
+    timeout sees without the round trip of a pre-ping.
+    """
+    if dbapi_connection.closed:
+        return True
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def discard_closed_connections(engine: Engine) -> None:
+    """Replace, at checkout, a pooled connection the server has closed (instead of pre-ping).
+
+    Raising DisconnectionError makes the pool discard the connection and check out another (or
+    connect anew), up to three times, before the request ever sees it.
+    """
+
+    def check(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if has_unread_input(dbapi_connection):
+            raise DisconnectionError("the server closed this pooled connection")
+
+    event.listen(engine, "checkout", check)
 
 
 def read_as(conn: Connection, user_id: str | None) -> None:
@@ -69,28 +141,37 @@ def read_as(conn: Connection, user_id: str | None) -> None:
     conn.execution_options(**{USER_OPTION: user_id})
 
 
-def scope_reads_to_user(engine: Engine) -> None:
+def scope_reads_to_user(engine: Engine, timeouts: Timeouts | None = None) -> None:
     """Prefix each statement on `engine` with the transaction-local user setting.
 
     In autocommit mode each statement is its own transaction, so the setting must travel with the
     statement: psycopg2 sends both as one simple query (one round trip, one implicit transaction)
     and returns the last statement's rows.
     """
-    event.listen(engine, "before_cursor_execute", _prefix_with_user, retval=True)
+    limits = timeouts or Timeouts()
+    extra = {
+        "taskapi_statement_timeout": limits.parameters()["statement_timeout"],
+        "taskapi_lock_timeout": limits.parameters()["lock_timeout"],
+    }
 
+    def prefix_with_user(
+        _conn: Connection,
+        _cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: ExecutionContext | None,
+        executemany: bool,
+    ) -> tuple[str, Any]:
+        user_id = None if context is None else context.execution_options.get(USER_OPTION)
+        if user_id is None or executemany or not isinstance(parameters, dict):
+            return statement, parameters
+        return _SET_USER_PREFIX + statement, {
+            **parameters,
+            **extra,
+            "taskapi_rls_user": user_id,
+        }
 
-def _prefix_with_user(
-    _conn: Connection,
-    _cursor: Any,
-    statement: str,
-    parameters: Any,
-    context: ExecutionContext | None,
-    executemany: bool,
-) -> tuple[str, Any]:
-    user_id = None if context is None else context.execution_options.get(USER_OPTION)
-    if user_id is None or executemany or not isinstance(parameters, dict):
-        return statement, parameters
-    return _SET_USER_PREFIX + statement, {**parameters, "taskapi_rls_user": user_id}
+    event.listen(engine, "before_cursor_execute", prefix_with_user, retval=True)
 
 
 def write_as(session: Session, user_id: str) -> None:
@@ -104,4 +185,5 @@ def _set_user_for_transaction(
 ) -> None:
     user_id = session.info.get(USER_OPTION)
     if user_id is not None:
-        connection.execute(SET_USER_SQL, {"user_id": user_id})
+        timeouts = session.info.get(TIMEOUTS_OPTION) or Timeouts()
+        connection.execute(SET_USER_SQL, {"user_id": user_id, **timeouts.parameters()})

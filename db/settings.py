@@ -26,6 +26,18 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / ".data"
     pool_size: int = 10
     max_overflow: int = 10
+    statement_timeout_ms: int = Field(default=5000, ge=1)
+    """Longest any one statement of the service may run (set per transaction, not per session)."""
+    lock_timeout_ms: int = Field(default=2000, ge=1)
+    """Longest a statement waits for a row lock before the request fails with 503."""
+    pool_pre_ping: bool = True
+    """Ping each pooled connection at checkout (one round trip). Off: a zero-cost socket check
+    that catches connections the server closed, but not one killed microseconds earlier."""
+    pool_recycle_seconds: int = 240
+    """Replace pooled connections older than this: under Neon's 5-minute idle suspend."""
+    connect_timeout_seconds: int = Field(default=10, ge=1)
+    access_log: bool = False
+    """Log a line per request (uvicorn's access log); off by default, it costs ~3% CPU a request."""
 
     # Authentication (see README "Authentication"). Unset mode: inferred from what is configured.
     auth_mode: AuthMode | None = None
@@ -43,6 +55,10 @@ class Settings(BaseSettings):
     """An unknown `kid` refetches the JWKS at most this often."""
     auth_jwks_max_age_seconds: float = 600.0
     """Keys older than this are refetched on next use (kept if the refetch fails)."""
+
+    # Signs list cursors; every process serving one API must share it (docs/adr/0005). Unset:
+    # `taskapi serve` generates one for its workers; a bare app generates its own.
+    cursor_secret: SecretStr | None = None
 
     def write_url(self) -> str:
         if self.database_url is None:

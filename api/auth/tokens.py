@@ -153,6 +153,17 @@ class Authenticator:
         if claims is None:
             claims = self._verifier.verify(token)
             self._cache.put(token, claims)
+        return self._match(path_user, claims)
+
+    def authorize_without_io(self, path_user: str, token: str | None) -> str | None:
+        """`authorize`, when that needs no verification (which may fetch keys); else None."""
+        if self._verifier is None or not token:
+            return self.authorize(path_user, token)
+        claims = self._cache.get(token)
+        return None if claims is None else self._match(path_user, claims)
+
+    @staticmethod
+    def _match(path_user: str, claims: Claims) -> str:
         if claims.subject != path_user:
             raise WrongUser("the token's subject is not the user in the path")
         return path_user

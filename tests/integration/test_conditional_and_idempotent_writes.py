@@ -204,7 +204,8 @@ def test_an_expired_key_runs_the_request_again(client: TestClient, connection: C
 
     assert "idempotent-replayed" not in again.headers
     assert len(client.get("/api/alice/tasks").json()) == 2
-    assert connection.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one() == 1
+    remaining = "SELECT count(*) FROM idempotency_keys WHERE user_id = 'alice'"
+    assert connection.execute(text(remaining)).scalar_one() == 1
 
 
 def test_a_failed_request_does_not_use_up_its_key(client: TestClient) -> None:

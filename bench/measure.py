@@ -1,0 +1,252 @@
+"""Measuring one workload: the service under load at each connection count, then pgbench on
+the same statements, then the dataset put back if the workload wrote to it.
+
+pgbench runs while the service is stopped: its 64 clients plus the service's pooled connections
+would pass a default max_connections of 100, and an idle service would still be in the picture.
+The service is restarted for each workload, so each workload's memory is its own.
+"""
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from bench import pgbench
+from bench.auth import BenchAuth
+from bench.config import BenchConfig
+from bench.dataset import LoadStats, remove_added_rows
+from bench.loadgen import LoadGenerator
+from bench.procstat import UsageMeter
+from bench.results import Cell, LoadResult, PgbenchResult, Usage
+from bench.server import Features, Service, ServiceExited, ServiceSettings, running_service
+from bench.workloads import RequestPlan, Workload, routes, unavailable
+from db.engine import sqlalchemy_url
+from db.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+SERVER_START_ALLOWANCE = 10.0
+CELL_OVERHEAD_ALLOWANCE = 3.0
+WRITE_KINDS = {"create", "toggle"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prepared:
+    """The loaded database, as the service and pgbench will see it."""
+
+    dataset: LoadStats
+    pairs: list[tuple[str, int]]
+    postgres: dict[str, str]
+    app_url: str | None
+    row_security: bool
+
+
+class Budget:
+    def __init__(self, seconds: float) -> None:
+        self.started = time.monotonic()
+        self._deadline = self.started + seconds
+
+    def allows(self, seconds: float) -> bool:
+        return time.monotonic() + seconds <= self._deadline
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass
+class Session:
+    """What the workloads of one run share, and what the first service start found out."""
+
+    config: BenchConfig
+    owner_url: str
+    service_url: str
+    """The role the service and pgbench connect as: the app role, or the owner as a fallback."""
+    db_pid: int | None
+    prepared: Prepared
+    generator: LoadGenerator
+    budget: Budget
+    auth: BenchAuth = field(default_factory=BenchAuth)
+    features: Features | None = None
+    role_note: str | None = None
+    started_once: bool = False
+    pgbench_scripts: dict[str, str] = field(default_factory=dict)
+
+
+def measure(session: Session, workload: Workload) -> list[Cell]:
+    reason = None if session.features is None else unavailable(workload, session.features)
+    if reason is not None:
+        return [Cell(workload=workload.name, connections=c, note=reason) for c in _counts(session)]
+    log.info("workload %s", workload.name)
+    service = measure_service(session, workload)
+    database = measure_pgbench(session, workload)
+    if set(workload.kinds) & WRITE_KINDS:
+        restore_dataset(session)
+    return [_cell(workload, c, service.get(c), database.get(c)) for c in _counts(session)]
+
+
+def restore_dataset(session: Session) -> None:
+    engine = create_engine(sqlalchemy_url(session.owner_url))
+    try:
+        seconds = remove_added_rows(engine, tasks=session.config.tasks)
+    finally:
+        engine.dispose()
+    log.info("  removed the rows this workload added, vacuumed (%.1fs)", seconds)
+
+
+def _counts(session: Session) -> tuple[int, ...]:
+    return session.config.connections
+
+
+ServiceRun = tuple[LoadResult, Usage] | str
+PgbenchRun = PgbenchResult | str
+
+
+def _cell(
+    workload: Workload, connections: int, service: ServiceRun | None, db: PgbenchRun | None
+) -> Cell:
+    notes = [note for note in (service, db) if isinstance(note, str)]
+    return Cell(
+        workload=workload.name,
+        connections=connections,
+        service=None if service is None or isinstance(service, str) else service[0],
+        usage=None if service is None or isinstance(service, str) else service[1],
+        pgbench=db if isinstance(db, PgbenchResult) else None,
+        note="; ".join(notes) or None,
+    )
+
+
+def measure_service(session: Session, workload: Workload) -> dict[int, ServiceRun]:
+    config = session.config
+    if not session.budget.allows(SERVER_START_ALLOWANCE + _service_cell_seconds(config)):
+        return dict.fromkeys(config.connections, "skipped: time budget")
+    with ExitStack() as stack:
+        service = _start_service(session, workload, stack)
+        session.features = service.features
+        reason = unavailable(workload, service.features)
+        if reason:
+            return dict.fromkeys(config.connections, reason)
+        return dict(_service_cells(session, service, _plan(session, workload, service.features)))
+
+
+def _plan(session: Session, workload: Workload, features: Features) -> RequestPlan:
+    pairs = session.prepared.pairs
+    tokens = session.auth.tokens(user for user, _ in pairs) if features.auth else {}
+    return RequestPlan(workload, routes(features), pairs, tokens)
+
+
+def _start_service(session: Session, workload: Workload, stack: ExitStack) -> Service:
+    """Start the service as its own role; if this checkout cannot yet, as the owner, noted."""
+
+    def start() -> Service:
+        service_settings = ServiceSettings(
+            database_url=session.service_url,
+            migration_url=session.owner_url,
+            auth=session.auth.environment(),
+        )
+        return stack.enter_context(
+            running_service(
+                service_settings,
+                workers=session.config.workers,
+                log_path=session.config.work_dir / f"server-{workload.name}.log",
+                cwd=PROJECT_ROOT,
+            )
+        )
+
+    try:
+        service = start()
+    except ServiceExited as exc:
+        if session.started_once or session.service_url == session.owner_url:
+            raise
+        log.warning("the service did not start as taskapi_app (%s); serving as the owner", exc)
+        session.role_note = (
+            "the database owner, because `taskapi serve` did not start as taskapi_app"
+            f" ({exc}); row-level security is bypassed"
+        )
+        session.service_url = session.owner_url
+        service = start()
+    session.started_once = True
+    return service
+
+
+def _service_cell_seconds(config: BenchConfig) -> float:
+    return config.warmup + config.duration + CELL_OVERHEAD_ALLOWANCE
+
+
+def _service_cells(
+    session: Session, service: Service, plan: RequestPlan
+) -> Iterator[tuple[int, ServiceRun]]:
+    config = session.config
+    for connections in config.connections:
+        if not session.budget.allows(_service_cell_seconds(config)):
+            yield connections, "skipped: time budget"
+            continue
+        run_load = session.generator.run
+        if config.warmup > 0:
+            run_load(plan, port=service.port, connections=connections, seconds=config.warmup)
+        meter = UsageMeter(server_pid=service.pid, workers=service.workers, db_pid=session.db_pid)
+        with meter:
+            result = run_load(
+                plan, port=service.port, connections=connections, seconds=config.duration
+            )
+        log.info(
+            "  service %-6s c=%-3d %8.0f req/s  p99 %6.1f ms  errors %d",
+            plan.workload.name,
+            connections,
+            result.rps,
+            result.latency.p99_ms if result.latency else float("nan"),
+            result.errors,
+        )
+        yield connections, (result, meter.usage())
+
+
+def measure_pgbench(session: Session, workload: Workload) -> dict[int, PgbenchRun]:
+    config = session.config
+    if session.features is None:
+        return dict.fromkeys(config.connections, "pgbench skipped: service never started")
+    directory = config.work_dir / "pgbench"
+    scripts = pgbench.write_scripts(
+        workload, session.features, directory, row_security=session.prepared.row_security
+    )
+    if scripts is None:
+        return dict.fromkeys(config.connections, f"no pgbench statement for {workload.name} yet")
+    session.pgbench_scripts[workload.name] = _script_text(scripts)
+    return {c: _pgbench_cell(session, scripts, c, directory) for c in config.connections}
+
+
+def _script_text(arguments: list[str]) -> str:
+    files = [arg for arg in arguments if arg != "-f"]
+    return "\n".join(f"-- {Path(f).name}\n" + Path(f.rsplit("@", 1)[0]).read_text() for f in files)
+
+
+def _pgbench_cell(
+    session: Session, scripts: list[str], connections: int, directory: Path
+) -> PgbenchRun:
+    config = session.config
+    if not session.budget.allows(config.duration + CELL_OVERHEAD_ALLOWANCE):
+        return "pgbench skipped: time budget"
+    with UsageMeter(server_pid=None, workers=(), db_pid=session.db_pid) as meter:
+        result = pgbench.run(
+            pgbench.binary(),
+            scripts,
+            database_url=session.service_url,
+            connections=connections,
+            seconds=config.duration,
+            tasks=config.tasks,
+            users=config.users,
+            log_dir=directory,
+        )
+    db_cpu = meter.usage().db_cpu_s
+    if db_cpu is not None and result.transactions:
+        result = replace(result, db_cpu_ms_per_tx=1000 * db_cpu / result.transactions)
+    log.info(
+        "  pgbench c=%-3d %8.0f tps      p99 %6.1f ms  failed %d",
+        connections,
+        result.tps,
+        result.latency.p99_ms if result.latency else float("nan"),
+        result.failed,
+    )
+    return result

@@ -1,0 +1,127 @@
+"""What one benchmark run measures: plain frozen records that serialise straight to JSON."""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+
+
+def percentile(sorted_values: Sequence[int], pct: float) -> int:
+    """Nearest-rank percentile: the smallest value that `pct` percent of samples do not exceed."""
+    # Rounded first: 99.9 / 100 * 1000 is 999.0000000000001 in binary floating point.
+    rank = max(1, math.ceil(round(pct / 100 * len(sorted_values), 9)))
+    return sorted_values[rank - 1]
+
+
+def latency_from_ns(samples: list[int]) -> Latency | None:
+    if not samples:
+        return None
+    samples.sort()
+    return Latency(
+        p50_ms=percentile(samples, 50) / NS_PER_MS,
+        p99_ms=percentile(samples, 99) / NS_PER_MS,
+        p999_ms=percentile(samples, 99.9) / NS_PER_MS,
+        max_ms=samples[-1] / NS_PER_MS,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadResult:
+    """One load-generator run against the service."""
+
+    generator: str
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    latency: Latency | None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
+
+
+@dataclass(frozen=True, kw_only=True)
+class PgbenchResult:
+    """One pgbench run of the statement(s) the service sends for the same workload."""
+
+    transactions: int
+    seconds: float
+    tps: float
+    failed: int
+    latency: Latency | None
+    db_cpu_ms_per_tx: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Usage:
+    """CPU and memory of the processes under test while one load run lasted."""
+
+    server_cpu_s: float
+    db_cpu_s: float | None
+    worker_cpu_s: dict[str, float] = field(default_factory=dict)
+    """Per worker pid: CPU seconds. A lopsided split means one worker accepted most connections."""
+    machine_busy_pct: float
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    """Per worker pid (as a string, for JSON): the largest VmRSS sampled during the run."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One workload at one connection count: the service, then pgbench on the same statements."""
+
+    workload: str
+    connections: int
+    service: LoadResult | None = None
+    usage: Usage | None = None
+    pgbench: PgbenchResult | None = None
+    note: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.service is None or self.pgbench is None or self.pgbench.tps <= 0:
+            return None
+        return self.service.rps / self.pgbench.tps
+
+    @property
+    def server_cpu_ms_per_request(self) -> float | None:
+        if self.service is None or self.usage is None or self.service.requests == 0:
+            return None
+        return 1000 * self.usage.server_cpu_s / self.service.requests
+
+    @property
+    def db_cpu_ms_per_request(self) -> float | None:
+        if self.service is None or self.usage is None or self.usage.db_cpu_s is None:
+            return None
+        if self.service.requests == 0:
+            return None
+        return 1000 * self.usage.db_cpu_s / self.service.requests
+
+    @property
+    def worker_split(self) -> list[float] | None:
+        """Each worker's share of the workers' CPU time, in percent, largest first."""
+        if self.usage is None or not self.usage.worker_cpu_s:
+            return None
+        total = sum(self.usage.worker_cpu_s.values())
+        if total <= 0:
+            return None
+        return sorted((100 * s / total for s in self.usage.worker_cpu_s.values()), reverse=True)
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        if self.usage is None or not self.usage.peak_rss_mb:
+            return None
+        return max(self.usage.peak_rss_mb.values())

@@ -1,0 +1,85 @@
+"""A smoke run of the load benchmark (tiny dataset, about a second per cell), so it cannot rot."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PERFORMANCE_DOC = PROJECT_ROOT / "docs" / "PERFORMANCE.md"
+WORKLOADS = {"list", "get", "search", "create", "toggle", "mixed"}
+# The endpoints these workloads use exist today; search waits for `q=` (issue 4).
+ALWAYS_AVAILABLE = WORKLOADS - {"search"}
+SMOKE_TIMEOUT_SECONDS = 300
+
+
+def _doc_text() -> str | None:
+    return PERFORMANCE_DOC.read_text() if PERFORMANCE_DOC.exists() else None
+
+
+@pytest.fixture(scope="module")
+def smoke(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run `python -m bench --smoke` once against the test server; return its JSON and the doc."""
+    results = tmp_path_factory.mktemp("bench") / "results.json"
+    doc_before = _doc_text()
+    subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(results)],
+        cwd=PROJECT_ROOT,
+        env=os.environ | {"DATABASE_URL": database_url},
+        check=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+    )
+    return {"results": json.loads(results.read_text()), "doc_before": doc_before}
+
+
+def _cells(smoke: dict[str, Any], workload: str) -> list[dict[str, Any]]:
+    cells: list[dict[str, Any]] = smoke["results"]["workloads"][workload]
+    return cells
+
+
+def test_the_smoke_run_reports_every_workload(smoke: dict[str, Any]) -> None:
+    assert set(smoke["results"]["workloads"]) == WORKLOADS
+
+
+@pytest.mark.parametrize("workload", sorted(ALWAYS_AVAILABLE))
+def test_every_existing_endpoint_served_requests_without_errors(
+    smoke: dict[str, Any], workload: str
+) -> None:
+    for cell in _cells(smoke, workload):
+        assert cell["available"], cell["note"]
+        assert cell["requests"] > 0
+        assert cell["errors"] == 0
+
+
+@pytest.mark.parametrize("workload", sorted(ALWAYS_AVAILABLE))
+def test_pgbench_measured_the_same_workload(smoke: dict[str, Any], workload: str) -> None:
+    for cell in _cells(smoke, workload):
+        assert cell["pgbench"]["transactions"] > 0
+        assert cell["pgbench"]["failed"] == 0
+        assert cell["ratio"] > 0
+
+
+def test_search_runs_when_the_api_has_it_and_says_why_not_otherwise(
+    smoke: dict[str, Any],
+) -> None:
+    has_search = smoke["results"]["features"]["search"]
+    for cell in _cells(smoke, "search"):
+        if has_search:
+            assert cell["requests"] > 0
+            assert cell["errors"] == 0
+        else:
+            assert cell["note"].startswith("not available")
+
+
+def test_the_smoke_run_measures_server_cpu_and_memory(smoke: dict[str, Any]) -> None:
+    cell = _cells(smoke, "get")[-1]
+    assert cell["server_cpu_ms_per_request"] > 0
+    assert cell["peak_rss_mb"] > 0
+
+
+def test_the_smoke_run_leaves_the_performance_doc_alone(smoke: dict[str, Any]) -> None:
+    assert _doc_text() == smoke["doc_before"]
