@@ -134,14 +134,7 @@ def _clean_tag(value: str) -> str:
 
 
 def _clean_tags(tags: list[str]) -> list[str]:
-    unique = sorted(set(tags))
-    if len(unique) > TAGS_MAX:
-        raise PydanticCustomError(
-            "tags_count",
-            "at most {max} different tags (got {count})",
-            {"max": TAGS_MAX, "count": len(unique)},
-        )
-    return unique
+    return sorted(set(tags))
 
 
 def _priority_name(value: Any) -> Any:

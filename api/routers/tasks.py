@@ -217,6 +217,7 @@ def update_command(
     )
 
 
+# PUT and PATCH (a JSON Merge Patch of our flat task) are the same partial update (ADR 0004).
 @router.put(
     "/{task_id}",
     response_model=TaskOut,
@@ -224,16 +225,6 @@ def update_command(
     operation_id="updateTask",
     summary="Update a task",
 )
-def update_task(
-    user_id: CurrentUser,
-    task_id: TaskId,
-    body: TaskUpdate,
-    session: SessionDep,
-    if_match: IfMatch = None,
-) -> Response:
-    return send(task_response(dispatch(update_command(user_id, task_id, body, if_match), session)))
-
-
 @router.patch(
     "/{task_id}",
     response_model=TaskOut,
@@ -250,7 +241,7 @@ def update_task(
         }
     },
 )
-def patch_task(
+def update_task(
     user_id: CurrentUser,
     task_id: TaskId,
     body: TaskUpdate,

@@ -12,7 +12,9 @@ from db.settings import Settings
 
 @pytest.fixture
 def read_engine(app_database_url: str) -> Iterator[Engine]:
-    engine = make_read_engine(Settings(database_url=app_database_url, pool_size=1, pool_pre_ping=False))
+    engine = make_read_engine(
+        Settings(database_url=app_database_url, pool_size=1, pool_pre_ping=False)
+    )
     yield engine
     engine.dispose()
 
