@@ -212,6 +212,13 @@ class TaskCreate(BaseModel):
     _one_kind_of_due = field_validator("due_at")(_refuse_both_dues)
 
 
+# Fields an update may leave out but not clear.
+_CANNOT_BE_NULL = {
+    "title": "cannot be null; a task needs a title",
+    "priority": "cannot be null: low, medium or high",
+}
+
+
 class TaskUpdate(BaseModel):
     """A change to a task (PUT, or PATCH as a JSON Merge Patch): fields left out keep their
     values; `null` clears an optional one."""
@@ -230,18 +237,12 @@ class TaskUpdate(BaseModel):
 
     _one_kind_of_due = field_validator("due_at")(_refuse_both_dues)
 
-    @field_validator("title", mode="before")
+    @field_validator("title", "priority", mode="before")
     @classmethod
-    def _title_cannot_be_cleared(cls, value: Any) -> Any:
+    def _required_fields_cannot_be_cleared(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
-            raise PydanticCustomError("title_required", "cannot be null; a task needs a title")
-        return value
-
-    @field_validator("priority", mode="before")
-    @classmethod
-    def _priority_cannot_be_cleared(cls, value: Any) -> Any:
-        if value is None:
-            raise PydanticCustomError("priority_required", "cannot be null: low, medium or high")
+            field = str(info.field_name)
+            raise PydanticCustomError(f"{field}_required", _CANNOT_BE_NULL[field])
         return value
 
 
