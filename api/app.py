@@ -13,7 +13,8 @@ from api.errors import install_error_handlers
 from api.limits import RequestLimits
 from api.openapi import describe_service
 from api.routers import health, stats, tags, tasks
-from db.engine import TIMEOUTS_OPTION, Timeouts, make_read_engine, make_write_engine
+from db.engine import TIMEOUTS_OPTION, Timeouts, make_write_engine
+from db.reads import ReadPool
 from db.settings import Settings
 
 DESCRIPTION = """
@@ -28,17 +29,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = make_write_engine(settings)
-        read_engine = make_read_engine(settings)
+        read_pool = ReadPool(settings)
+        await read_pool.open()
         app.state.session_factory = sessionmaker(
             write_engine,
             class_=Session,
             expire_on_commit=False,
             info={TIMEOUTS_OPTION: Timeouts.from_settings(settings)},
         )
-        app.state.read_engine = read_engine
+        app.state.read_pool = read_pool
         yield
         write_engine.dispose()
-        read_engine.dispose()
+        await read_pool.close()
 
     app = FastAPI(
         title="Tasks API",

@@ -1,20 +1,17 @@
-"""FastAPI dependencies: the caller's identity, a write session and a read connection."""
+"""FastAPI dependencies: the caller's identity, a write session and a reader."""
 
-import random
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from api.auth.tokens import Authenticator
 from api.schemas import USER_ID_PATTERN
-from db.engine import read_as, write_as
+from db.engine import write_as
+from db.reads import Reader, ReadPool
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -25,8 +22,9 @@ bearer = HTTPBearer(
 
 # The dependencies below are `async def` where they do no I/O: FastAPI runs every sync
 # dependency in the thread pool, and those hops cost more CPU than the work itself. Whatever may
-# block (connecting, verifying a token that may need the JWKS, closing a transaction) still goes
-# to the thread pool; the route itself stays a sync function, the one hop for its queries.
+# block (verifying a token that may need the JWKS, closing a write transaction) still goes to the
+# thread pool. Write routes stay sync functions (one hop for the session's work); read routes
+# are async and await the query side's driver on the event loop.
 
 
 async def current_user_id(
@@ -65,35 +63,11 @@ async def get_session(request: Request, user_id: CurrentUser) -> AsyncIterator[S
             session.close()
 
 
-READ_CONNECT_ATTEMPTS = 3
-READ_RETRY_BASE_SECONDS = 0.05
-
-
-def connect_for_reading(engine: Engine) -> Connection:
-    """A read connection, retried with jittered exponential backoff on transient failures.
-
-    Only reads are retried, and only while connecting: nothing has been sent yet, so a retry can
-    never repeat an effect. Writes are never retried here (clients use Idempotency-Key).
-    """
-    for attempt in range(READ_CONNECT_ATTEMPTS):
-        try:
-            return engine.connect()
-        except (OperationalError, InterfaceError):
-            if attempt == READ_CONNECT_ATTEMPTS - 1:
-                raise
-            time.sleep(READ_RETRY_BASE_SECONDS * 3**attempt * random.uniform(0.5, 1.5))  # noqa: S311
-    raise AssertionError("unreachable")
-
-
-async def get_read_connection(request: Request, user_id: CurrentUser) -> AsyncIterator[Connection]:
-    conn = await run_in_threadpool(connect_for_reading, request.app.state.read_engine)
-    try:
-        read_as(conn, user_id)
-        yield conn
-    finally:
-        # An autocommit connection has no transaction to roll back: returning it sends nothing.
-        conn.close()
+async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
+    """The query side as the caller: no I/O until a query runs (db/reads.py)."""
+    pool: ReadPool = request.app.state.read_pool
+    return pool.as_user(user_id)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-ReadConnection = Annotated[Connection, Depends(get_read_connection)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]

@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -221,6 +222,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WrongUser, _on_wrong_user)
     app.add_exception_handler(KeysUnavailable, _on_keys_unavailable)
     # Lost connections, an unreachable server, timeouts: the client may retry later.
-    app.add_exception_handler(OperationalError, _on_database_error)
-    app.add_exception_handler(InterfaceError, _on_database_error)
+    driver_errors: tuple[type[Exception], ...] = (
+        OperationalError,  # the write side: psycopg2 through SQLAlchemy
+        InterfaceError,
+        psycopg.OperationalError,  # the query side: psycopg 3 (db/reads.py)
+        psycopg.InterfaceError,
+    )
+    for driver_error in driver_errors:
+        app.add_exception_handler(driver_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection
 from starlette.datastructures import URL
 
 from api.cursors import CursorCodec, binding
 from api.schemas import DateOrInstant, Tag
 from db.models import PRIORITY_RANK, TAGS_MAX, Priority
+from db.reads import Reader
 from queries.tasks import (
     DEFAULT_LIMIT,
     DEFAULT_ORDER,
@@ -179,14 +179,14 @@ def due_bound(value: date | datetime, zone: ZoneInfo) -> DueBound:
     return DueBound(day=day, at=value)
 
 
-def read_page(
-    conn: Connection, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec
+async def read_page(
+    reader: Reader, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec
 ) -> tuple[list[TaskRow], str | None]:
     """One page of the list, and the cursor of the next page when more rows remain."""
     bound_to = binding(user_id, params.bound_parameters())
     after = None if params.cursor is None else cursors.decode(params.cursor, bound_to)
-    rows = list_tasks(
-        conn,
+    rows = await list_tasks(
+        reader,
         user_id=user_id,
         status=params.status,
         sort=params.sort,

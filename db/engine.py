@@ -1,4 +1,4 @@
-"""Engines for the two sides: commands write through sessions, queries read through connections.
+"""The write side's engine: commands write through SQLAlchemy sessions (reads: db/reads.py).
 
 Row-level security (migration 0002) shows a connection only the rows of the user named by the
 transaction-local setting `app.user_id`. Both sides set it per transaction, never per session,
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import ExecutionContext, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from db.settings import Settings
 
 USER_OPTION = "taskapi_user_id"
-"""Execution option (read connections) and `Session.info` key (write sessions): the caller."""
+"""`Session.info` key (write sessions): the caller."""
 
 TIMEOUTS_OPTION = "taskapi_timeouts"
 """`Session.info` key: the write side's Timeouts (set by the session factory)."""
@@ -31,12 +31,6 @@ SET_USER_SQL = text(
     "SELECT set_config('app.user_id', :user_id, true),"
     " set_config('statement_timeout', :statement_timeout, true),"
     " set_config('lock_timeout', :lock_timeout, true)"
-)
-# psycopg2's paramstyle, because it is glued in front of an already compiled statement.
-_SET_USER_PREFIX = (
-    "SELECT set_config('app.user_id', %(taskapi_rls_user)s, true),"
-    " set_config('statement_timeout', %(taskapi_statement_timeout)s, true),"
-    " set_config('lock_timeout', %(taskapi_lock_timeout)s, true); "
 )
 
 
@@ -100,13 +94,6 @@ def make_write_engine(settings: Settings) -> Engine:
     return _pooled_engine(settings.write_url(), settings)
 
 
-def make_read_engine(settings: Settings) -> Engine:
-    # Reads are single statements: autocommit spares each one a BEGIN/ROLLBACK round trip.
-    engine = _pooled_engine(settings.read_url(), settings, isolation_level="AUTOCOMMIT")
-    scope_reads_to_user(engine, Timeouts.from_settings(settings))
-    return engine
-
-
 def has_unread_input(dbapi_connection: Any) -> bool:
     """Is there anything to read on an idle connection? Then the server has closed it.
 
@@ -134,44 +121,6 @@ def discard_closed_connections(engine: Engine) -> None:
             raise DisconnectionError("the server closed this pooled connection")
 
     event.listen(engine, "checkout", check)
-
-
-def read_as(conn: Connection, user_id: str | None) -> None:
-    """Run every later statement on `conn` as `user_id` (None: as nobody, so no rows)."""
-    conn.execution_options(**{USER_OPTION: user_id})
-
-
-def scope_reads_to_user(engine: Engine, timeouts: Timeouts | None = None) -> None:
-    """Prefix each statement on `engine` with the transaction-local user setting.
-
-    In autocommit mode each statement is its own transaction, so the setting must travel with the
-    statement: psycopg2 sends both as one simple query (one round trip, one implicit transaction)
-    and returns the last statement's rows.
-    """
-    limits = timeouts or Timeouts()
-    extra = {
-        "taskapi_statement_timeout": limits.parameters()["statement_timeout"],
-        "taskapi_lock_timeout": limits.parameters()["lock_timeout"],
-    }
-
-    def prefix_with_user(
-        _conn: Connection,
-        _cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: ExecutionContext | None,
-        executemany: bool,
-    ) -> tuple[str, Any]:
-        user_id = None if context is None else context.execution_options.get(USER_OPTION)
-        if user_id is None or executemany or not isinstance(parameters, dict):
-            return statement, parameters
-        return _SET_USER_PREFIX + statement, {
-            **parameters,
-            **extra,
-            "taskapi_rls_user": user_id,
-        }
-
-    event.listen(engine, "before_cursor_execute", prefix_with_user, retval=True)
 
 
 def write_as(session: Session, user_id: str) -> None:

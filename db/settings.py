@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     pool_recycle_seconds: int = 240
     """Replace pooled connections older than this: under Neon's 5-minute idle suspend."""
     connect_timeout_seconds: int = Field(default=10, ge=1)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Longest a read waits for a pooled connection before the request fails with 503."""
+    prepared_statements: bool = True
+    """Prepare the query side's statements on each connection (plan once, send only values).
+    Turn off behind a pooler without protocol-level prepared statements (PgBouncer < 1.21)."""
     access_log: bool = False
     """Log a line per request (uvicorn's access log); off by default, it costs ~3% CPU a request."""
 

@@ -3,7 +3,9 @@
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
+
+from db.reads import Reader
 
 # "Overdue" and "due today" are as the caller's time zone sees them: the router passes today's
 # date there and the instants at which today starts and ends.
@@ -49,7 +51,7 @@ class Today:
     ends: datetime
 
 
-def task_stats(conn: Connection, *, user_id: str, today: Today) -> StatsRow:
+async def task_stats(reader: Reader, *, user_id: str, today: Today) -> StatsRow:
     params = {
         "user_id": user_id,
         "today": today.day,
@@ -57,4 +59,5 @@ def task_stats(conn: Connection, *, user_id: str, today: Today) -> StatsRow:
         "today_starts": today.starts,
         "today_ends": today.ends,
     }
-    return StatsRow(**conn.execute(TASK_STATS_SQL, params).one()._mapping)
+    (row,) = await reader.fetch(TASK_STATS_SQL, params)
+    return StatsRow(*row)

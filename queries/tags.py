@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
+
+from db.reads import Reader
 
 LIST_TAGS_SQL = text(
     """
@@ -22,5 +24,5 @@ class TagRow:
     pending: int
 
 
-def list_tags(conn: Connection, *, user_id: str) -> list[TagRow]:
-    return [TagRow(**row._mapping) for row in conn.execute(LIST_TAGS_SQL, {"user_id": user_id})]
+async def list_tags(reader: Reader, *, user_id: str) -> list[TagRow]:
+    return [TagRow(*row) for row in await reader.fetch(LIST_TAGS_SQL, {"user_id": user_id})]

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import TextClause, text
 
 from db.models import DUE_ASC_KEY, DUE_DESC_KEY, SEARCH_TEXT
+from db.reads import Reader
 
 Status = Literal["all", "pending", "completed"]
 Sort = Literal["created", "updated", "title", "due_date", "priority"]
@@ -248,8 +249,8 @@ def list_query(
     return list_statement(shape), {**_binds(filters, after), "user_id": user_id, "limit": limit}
 
 
-def list_tasks(
-    conn: Connection,
+async def list_tasks(
+    reader: Reader,
     *,
     user_id: str,
     status: Status = "all",
@@ -269,9 +270,10 @@ def list_tasks(
         limit=limit,
         after=after,
     )
-    return [TaskRow(**row._mapping) for row in conn.execute(statement, params)]
+    # Rows come as tuples in the order of the select list, which is TaskRow's field order.
+    return [TaskRow(*row) for row in await reader.fetch(statement, params)]
 
 
-def get_task(conn: Connection, *, user_id: str, task_id: int) -> TaskRow | None:
-    row = conn.execute(GET_TASK_SQL, {"user_id": user_id, "task_id": task_id}).one_or_none()
-    return None if row is None else TaskRow(**row._mapping)
+async def get_task(reader: Reader, *, user_id: str, task_id: int) -> TaskRow | None:
+    rows = await reader.fetch(GET_TASK_SQL, {"user_id": user_id, "task_id": task_id})
+    return TaskRow(*rows[0]) if rows else None

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,14 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from api.app import create_app
-from api.deps import CurrentUser, get_read_connection, get_session
+from api.deps import CurrentUser, get_reader, get_session
 from db import embedded
-from db.engine import read_as, scope_reads_to_user, sqlalchemy_url, write_as
+from db.engine import sqlalchemy_url, write_as
 from db.migrate import upgrade
+from db.reads import Reader
 from db.settings import Settings
 from tests.auth_support import TokenForPathUser, TokenIssuer, running_issuer
+from tests.readers import ConnectionReader, as_app_role
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +80,6 @@ def app_database_url(database_url: str) -> str:
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
     engine = create_engine(sqlalchemy_url(database_url))
-    scope_reads_to_user(engine)  # only acts on connections a client's request marks with a user
     yield engine
     engine.dispose()
 
@@ -87,7 +87,6 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def app_engine(app_database_url: str) -> Iterator[Engine]:
     engine = create_engine(sqlalchemy_url(app_database_url))
-    scope_reads_to_user(engine)
     yield engine
     engine.dispose()
 
@@ -131,19 +130,6 @@ def issuer() -> Iterator[TokenIssuer]:
         yield issuer
 
 
-@contextmanager
-def as_app_role(conn: Connection, enabled: bool = True) -> Iterator[None]:
-    """Run the block as the service's role on a connection that logged in as the owner."""
-    if not enabled:
-        yield
-        return
-    conn.execute(text("SET ROLE " + embedded.APP_ROLE))
-    try:
-        yield
-    finally:
-        conn.execute(text("RESET ROLE"))
-
-
 def client_on(
     conn: Connection,
     issuer: TokenIssuer | None,
@@ -168,16 +154,11 @@ def client_on(
             write_as(session, user_id)
             yield session
 
-    def read_on_connection(user_id: CurrentUser) -> Iterator[Connection]:
-        with as_app_role(conn, app_role):
-            read_as(conn, user_id)
-            try:
-                yield conn
-            finally:
-                read_as(conn, None)
+    def read_on_connection(user_id: CurrentUser) -> Reader:
+        return ConnectionReader(conn, user_id, app_role=app_role)
 
     app.dependency_overrides[get_session] = session_on_connection
-    app.dependency_overrides[get_read_connection] = read_on_connection
+    app.dependency_overrides[get_reader] = read_on_connection
     client = TestClient(app)
     if issuer is not None and auto_token:
         client.auth = TokenForPathUser(issuer)

@@ -4,13 +4,10 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from api.errors import Problem
 
 router = APIRouter(tags=["health"])
-
-PING = text("SELECT 1")
 
 
 class Health(BaseModel):
@@ -27,7 +24,6 @@ def healthz() -> Health:
     summary="The database answers",
     responses={503: {"model": Problem, "description": "The database is unreachable"}},
 )
-def readyz(request: Request) -> Health:
-    with request.app.state.read_engine.connect() as conn:
-        conn.execute(PING)
+async def readyz(request: Request) -> Health:
+    await request.app.state.read_pool.ping()
     return Health()

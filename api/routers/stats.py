@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.clock import Now
-from api.deps import CurrentUser, ReadConnection
+from api.deps import CurrentUser, ReaderDep
 from api.errors import Problem
 from api.list_params import Zone, start_of
 from queries import stats as queries
@@ -64,10 +64,11 @@ def stats_are_read_only() -> None:
 
 
 @router.get("/stats", operation_id="taskStats", summary="Count the user's tasks")
-def task_stats(
-    user_id: CurrentUser, conn: ReadConnection, params: Annotated[StatsParams, Query()], now: Now
+async def task_stats(
+    user_id: CurrentUser, reader: ReaderDep, params: Annotated[StatsParams, Query()], now: Now
 ) -> TaskStats:
-    row = queries.task_stats(conn, user_id=user_id, today=today_in(ZoneInfo(params.tz), now))
+    today = today_in(ZoneInfo(params.tz), now)
+    row = await queries.task_stats(reader, user_id=user_id, today=today)
     counts = PriorityCounts(low=row.low, medium=row.medium, high=row.high)
     return TaskStats(
         total=row.total,

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import CurrentUser, ReadConnection
+from api.deps import CurrentUser, ReaderDep
 from api.routers.stats import READ_PROBLEMS
 from queries import tags as queries
 
@@ -24,5 +24,6 @@ class TagOut(BaseModel):
 
 
 @router.get("", operation_id="listTags", summary="List the user's tags with task counts")
-def list_tags(user_id: CurrentUser, conn: ReadConnection) -> list[TagOut]:
-    return [TagOut.model_validate(row) for row in queries.list_tags(conn, user_id=user_id)]
+async def list_tags(user_id: CurrentUser, reader: ReaderDep) -> list[TagOut]:
+    rows = await queries.list_tags(reader, user_id=user_id)
+    return [TagOut.model_validate(row) for row in rows]

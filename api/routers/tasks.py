@@ -6,11 +6,12 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, sta
 from pydantic import BaseModel
 
 from api.clock import Now
-from api.deps import CurrentUser, ReadConnection, SessionDep
+from api.deps import CurrentUser, ReaderDep, SessionDep
 from api.errors import Problem
 from api.etags import etag, if_match_versions, none_match
 from api.list_params import ListParams, next_link, read_page
 from api.schemas import TASK_ID_MAX, CompletionBody, TaskCreate, TaskOut, TaskUpdate
+from api.task_json import task_json, tasks_json
 from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound
 from commands.idempotency import IdempotencyKey, StoredResponse, fingerprint
@@ -126,23 +127,22 @@ def run(
 
 @router.get(
     "",
+    response_model=list[TaskOut],
     operation_id="listTasks",
     summary="List the user's tasks",
     responses={200: {"headers": {"Link": NEXT_PAGE_LINK}}},
 )
-def list_tasks(
+async def list_tasks(
     user_id: CurrentUser,
-    conn: ReadConnection,
+    reader: ReaderDep,
     params: Annotated[ListParams, Query()],
     request: Request,
-    response: Response,
     now: Now,
-) -> list[TaskOut]:
+) -> Response:
     """At most `limit` tasks (a JSON array); `Link: <...>; rel="next"` when more remain."""
-    rows, cursor = read_page(conn, user_id, params, now, request.app.state.cursors)
-    if cursor is not None:
-        response.headers["Link"] = next_link(request.url, cursor)
-    return [TaskOut.model_validate(row) for row in rows]
+    rows, cursor = await read_page(reader, user_id, params, now, request.app.state.cursors)
+    headers = None if cursor is None else {"Link": next_link(request.url, cursor)}
+    return Response(tasks_json(rows), headers=headers, media_type="application/json")
 
 
 @router.post(
@@ -179,25 +179,19 @@ def create_task(
     operation_id="readTask",
     summary="Read a task",
 )
-def read_task(
+async def read_task(
     user_id: CurrentUser,
     task_id: TaskId,
-    conn: ReadConnection,
+    reader: ReaderDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    row = queries.get_task(conn, user_id=user_id, task_id=task_id)
+    row = await queries.get_task(reader, user_id=user_id, task_id=task_id)
     if row is None:
         raise TaskNotFound(task_id)
+    headers = {"ETag": etag(row.version)}
     if none_match(if_none_match, row.version):
-        return Response(
-            status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(row.version)}
-        )
-    out = TaskOut.model_validate(row)
-    return send(
-        StoredResponse(
-            status_code=200, body=out.model_dump_json(), headers={"ETag": etag(out.version)}
-        )
-    )
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(task_json(row), headers=headers, media_type="application/json")
 
 
 def update_command(

@@ -1,5 +1,6 @@
 """Row-level security: the database keeps users apart even when the application's SQL does not."""
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -11,15 +12,10 @@ import queries.tasks
 from commands.dispatch import dispatch
 from commands.errors import TaskNotFound
 from commands.tasks import CreateTask, DeleteTask
-from db.engine import (
-    SET_USER_SQL,
-    Timeouts,
-    make_read_engine,
-    make_write_engine,
-    read_as,
-    write_as,
-)
+from db.engine import SET_USER_SQL, Timeouts, make_write_engine, write_as
+from db.reads import ReadPool
 from db.settings import Settings
+from tests.readers import ConnectionReader
 
 INSERT = text("INSERT INTO tasks (user_id, title) VALUES (:user_id, :title)")
 CURRENT_USER_SETTING = text("SELECT current_setting('app.user_id', true)")
@@ -49,8 +45,8 @@ def test_a_list_query_without_its_user_filter_still_returns_only_the_callers_row
 
     monkeypatch.setattr(queries.tasks, "list_statement", leaky)
 
-    read_as(two_users, "bob")
-    rows = queries.tasks.list_tasks(two_users, user_id="bob")
+    reader = ConnectionReader(two_users, "bob", app_role=False)  # already the service's role
+    rows = asyncio.run(queries.tasks.list_tasks(reader, user_id="bob"))
 
     assert [(row.user_id, row.title) for row in rows] == [("bob", "b1")]
 
@@ -151,13 +147,23 @@ def test_the_user_setting_does_not_outlive_a_read(
     pooled_settings: Settings, committed_task: tuple[str, int]
 ) -> None:
     user, task_id = committed_task
-    engine = make_read_engine(pooled_settings)
-    try:
-        with engine.connect() as conn:
-            read_as(conn, user)
-            assert [row.id for row in queries.tasks.list_tasks(conn, user_id=user)] == [task_id]
-        with engine.connect() as conn:
-            assert conn.execute(CURRENT_USER_SETTING).scalar() in (None, "")
-            assert queries.tasks.list_tasks(conn, user_id=user) == []
-    finally:
-        engine.dispose()
+
+    async def read_then_look() -> tuple[list[int], object, list[int]]:
+        pool = ReadPool(pooled_settings)
+        await pool.open()
+        try:
+            rows = await queries.tasks.list_tasks(pool.as_user(user), user_id=user)
+            async with pool.connection() as conn:  # the same connection: the pool holds one
+                cursor = await conn.execute(CURRENT_USER_SETTING.text)
+                (setting,) = await cursor.fetchone() or (None,)
+                cursor = await conn.execute("SELECT id FROM task_list_v")
+                unscoped = [row[0] for row in await cursor.fetchall()]
+            return [row.id for row in rows], setting, unscoped
+        finally:
+            await pool.close()
+
+    read, setting, unscoped = asyncio.run(read_then_look())
+
+    assert read == [task_id]
+    assert setting in (None, "")
+    assert unscoped == []

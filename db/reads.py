@@ -1,0 +1,149 @@
+"""The query side's connections: psycopg 3 on the event loop, one round trip per read.
+
+Each read sends two statements in one pipeline: the `set_config` that names the caller for
+row-level security (with the statement and lock timeouts), then the query itself, prepared on
+the connection. PostgreSQL runs everything up to the pipeline's one Sync as a single implicit
+transaction, so the transaction-local settings cover the query and vanish with it, exactly as
+on the write side (docs/adr/0003). No BEGIN, no COMMIT, no pre-ping, no thread: see ADR 0007.
+"""
+
+import asyncio
+import random
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import TextClause
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.engine import make_url
+
+from db.engine import Timeouts, has_unread_input
+from db.settings import Settings
+
+Row = tuple[Any, ...]
+
+SET_USER = (
+    "SELECT set_config('app.user_id', %s, true),"
+    " set_config('statement_timeout', %s, true),"
+    " set_config('lock_timeout', %s, true)"
+)
+
+READ_ATTEMPTS = 3
+"""A read whose connection turns out to be dead is sent again on another one, at most this
+often in all. Only reads: they change nothing, so sending one twice is harmless."""
+READ_RETRY_BASE_SECONDS = 0.05
+
+
+class Reader(Protocol):
+    """Runs read-only statements as one user and returns their rows as tuples."""
+
+    async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]: ...
+
+
+_DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+_COMPILED: dict[str, str] = {}
+
+
+def psycopg_sql(statement: TextClause) -> str:
+    """The statement in psycopg's `%(name)s` style (compiled once per statement text)."""
+    compiled = _COMPILED.get(statement.text)
+    if compiled is None:
+        compiled = _COMPILED[statement.text] = str(statement.compile(dialect=_DIALECT))
+    return compiled
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy-style URL (`postgresql+psycopg2://`, `postgres://`) as libpq accepts it."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _refuse_closed(conn: psycopg.AsyncConnection[Any]) -> None:
+    # The pool's check at checkout: a socket poll, not a round trip (db/engine.py explains it).
+    # Closed here, the connection is discarded by the pool, which hands out or makes another.
+    if has_unread_input(conn):
+        await conn.close()
+        raise psycopg.OperationalError("the server closed this pooled connection")
+
+
+class ReadPool:
+    """Autocommit connections for the query side, shared by every request of a worker."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeouts = Timeouts.from_settings(settings).parameters()
+        self._limits = (timeouts["statement_timeout"], timeouts["lock_timeout"])
+        self._prepare = settings.prepared_statements
+        self._pool = AsyncConnectionPool(
+            libpq_url(settings.read_url()),
+            kwargs={"autocommit": True, "connect_timeout": settings.connect_timeout_seconds},
+            # One connection kept open; more are made while requests wait for one, up to the
+            # maximum, and closed again after ten idle minutes.
+            min_size=1,
+            max_size=settings.pool_size + settings.max_overflow,
+            open=False,
+            check=_refuse_closed,
+            timeout=settings.pool_timeout_seconds,
+            max_lifetime=settings.pool_recycle_seconds,
+            name="reads",
+        )
+
+    async def open(self) -> None:
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A pooled connection with nothing set on it (readiness probes, tests)."""
+        return self._pool.connection()
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.execute("SELECT 1")
+
+    def as_user(self, user_id: str) -> "UserReader":
+        return UserReader(self, user_id)
+
+    async def fetch(
+        self, user_id: str, statement: TextClause, params: Mapping[str, Any]
+    ) -> list[Row]:
+        sql = psycopg_sql(statement)
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            async with self._pool.connection() as conn:
+                try:
+                    return await self._fetch_once(conn, user_id, sql, params)
+                except psycopg.OperationalError:
+                    # On a live connection the statement itself failed (a timeout, say): that
+                    # is the answer. A dead one never ran it: try another connection.
+                    if not conn.closed or attempt == READ_ATTEMPTS:
+                        raise
+            delay = READ_RETRY_BASE_SECONDS * 3 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _fetch_once(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        user_id: str,
+        sql: str,
+        params: Mapping[str, Any],
+    ) -> list[Row]:
+        async with conn.pipeline():
+            await conn.execute(SET_USER, (user_id, *self._limits), prepare=self._prepare)
+            cursor = await conn.execute(sql, params, prepare=self._prepare)
+        return await cursor.fetchall()
+
+
+class UserReader:
+    """A ReadPool bound to the caller: what a request's read routes and queries receive."""
+
+    __slots__ = ("_pool", "_user_id")
+
+    def __init__(self, pool: ReadPool, user_id: str) -> None:
+        self._pool = pool
+        self._user_id = user_id
+
+    async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]:
+        return await self._pool.fetch(self._user_id, statement, params)

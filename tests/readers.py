@@ -1,0 +1,40 @@
+"""The query side on a test's own connection, so API tests read inside their rolled-back
+transaction (production reads through db/reads.py's pool; tests/integration/test_reads.py)."""
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, TextClause, text
+
+from db import embedded
+from db.engine import SET_USER_SQL, Timeouts
+from db.reads import Row
+
+
+@contextmanager
+def as_app_role(conn: Connection, enabled: bool = True) -> Iterator[None]:
+    """Run the block as the service's role on a connection that logged in as the owner."""
+    if not enabled:
+        yield
+        return
+    conn.execute(text("SET ROLE " + embedded.APP_ROLE))
+    try:
+        yield
+    finally:
+        conn.execute(text("RESET ROLE"))
+
+
+class ConnectionReader:
+    """A Reader on `conn`: like production's, it names the user (and the timeouts) for the
+    transaction, then runs the query; here the transaction is the test's."""
+
+    def __init__(self, conn: Connection, user_id: str, *, app_role: bool = True) -> None:
+        self.conn = conn
+        self.user_id = user_id
+        self.app_role = app_role
+
+    async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]:
+        with as_app_role(self.conn, self.app_role):
+            self.conn.execute(SET_USER_SQL, {"user_id": self.user_id, **Timeouts().parameters()})
+            return [tuple(row) for row in self.conn.execute(statement, params)]
