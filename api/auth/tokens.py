@@ -39,6 +39,9 @@ class Rules:
 
 
 class Verifier(Protocol):
+    may_block: bool
+    """Whether `verify` may wait on I/O (fetching keys); if not, it runs on the event loop."""
+
     def verify(self, token: str) -> Claims: ...
 
 
@@ -76,6 +79,8 @@ def _decode(token: str, key: Any, algorithms: list[str], rules: Rules) -> Claims
 class SecretVerifier:
     """HS256 tokens signed with a secret shared with the frontend (AUTH_JWT_SECRET)."""
 
+    may_block = False  # an HMAC: tens of microseconds, less than a hop to the thread pool
+
     def __init__(self, secret: str, rules: Rules) -> None:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise AuthNotConfigured(
@@ -90,6 +95,8 @@ class SecretVerifier:
 
 class JwksVerifier:
     """Asymmetric tokens checked against the issuer's published keys (AUTH_JWKS_URL)."""
+
+    may_block = True  # an unknown or stale key is fetched
 
     def __init__(self, keys: JwksKeys, rules: Rules) -> None:
         self._keys = keys
@@ -156,8 +163,8 @@ class Authenticator:
         return self._match(path_user, claims)
 
     def authorize_without_io(self, path_user: str, token: str | None) -> str | None:
-        """`authorize`, when that needs no verification (which may fetch keys); else None."""
-        if self._verifier is None or not token:
+        """`authorize`, unless it may have to wait for keys to be fetched: then None."""
+        if self._verifier is None or not token or not self._verifier.may_block:
             return self.authorize(path_user, token)
         claims = self._cache.get(token)
         return None if claims is None else self._match(path_user, claims)

@@ -134,9 +134,10 @@ def test_the_secret_verifier_pins_hs256() -> None:
 
 
 class CountingVerifier:
-    def __init__(self, expires_at: float) -> None:
+    def __init__(self, expires_at: float, *, may_block: bool = True) -> None:
         self.calls = 0
         self.expires_at = expires_at
+        self.may_block = may_block
 
     def verify(self, token: str) -> Claims:
         self.calls += 1
@@ -168,6 +169,25 @@ def test_a_cached_token_still_has_to_match_the_path_user() -> None:
     authenticator.authorize("alice", "token-of-alice")
     with pytest.raises(WrongUser):
         authenticator.authorize("bob", "token-of-alice")
+
+
+def test_a_token_that_may_need_keys_fetched_is_left_to_the_thread_pool() -> None:
+    authenticator = Authenticator(CountingVerifier(expires_at=1e12, may_block=True))
+    assert authenticator.authorize_without_io("alice", "token-of-alice") is None
+    authenticator.authorize("alice", "token-of-alice")
+    assert authenticator.authorize_without_io("alice", "token-of-alice") == "alice"
+
+
+def test_a_token_checked_without_io_is_verified_on_the_spot() -> None:
+    verifier = CountingVerifier(expires_at=1e12, may_block=False)
+    authenticator = Authenticator(verifier)
+    assert authenticator.authorize_without_io("alice", "token-of-alice") == "alice"
+    assert verifier.calls == 1
+
+
+def test_only_keys_from_the_network_may_block() -> None:
+    assert SecretVerifier(SECRET, Rules()).may_block is False
+    assert JwksVerifier(FakeJwks(new_signing_key("only")[1]).keys(), Rules()).may_block is True
 
 
 def test_without_a_verifier_the_path_user_is_trusted() -> None:
