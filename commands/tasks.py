@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlmodel import Session, col
 
 from commands.errors import TaskNotFound, VersionConflict
@@ -74,17 +85,23 @@ class SetTaskCompletion(TaskWrite):
 
 
 def create_task(cmd: CreateTask, session: Session) -> Task:
-    task = Task(
-        user_id=cmd.user_id,
-        title=cmd.title,
-        description=cmd.description,
-        due_date=cmd.due_date,
-        due_at=cmd.due_at,
-        priority=PRIORITY_RANK[cmd.priority],
-        tags=list(cmd.tags),
+    # One INSERT ... RETURNING, like every other write: no unit-of-work flush for one row.
+    statement = (
+        insert(Task)
+        .values(
+            user_id=cmd.user_id,
+            title=cmd.title,
+            description=cmd.description,
+            completed=False,
+            completed_at=None,
+            due_date=cmd.due_date,
+            due_at=cmd.due_at,
+            priority=PRIORITY_RANK[cmd.priority],
+            tags=list(cmd.tags),
+        )
+        .returning(Task)
     )
-    session.add(task)
-    session.flush()
+    task: Task = session.execute(statement).scalar_one()
     return task
 
 

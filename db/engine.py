@@ -128,11 +128,56 @@ def write_as(session: Session, user_id: str) -> None:
     session.info[USER_OPTION] = user_id
 
 
+# psycopg2's paramstyle: glued in front of a statement that is already compiled.
+_SET_USER_PREFIX = (
+    "SELECT set_config('app.user_id', %(taskapi_user_id)s, true),"
+    " set_config('statement_timeout', %(taskapi_statement_timeout)s, true),"
+    " set_config('lock_timeout', %(taskapi_lock_timeout)s, true); "
+)
+_PENDING_SETTINGS = "taskapi_pending_settings"
+"""`Connection.info` key: the settings a transaction must apply before its first statement."""
+
+
 @event.listens_for(Session, "after_begin")
 def _set_user_for_transaction(
     session: Session, _transaction: SessionTransaction, connection: Connection
 ) -> None:
     user_id = session.info.get(USER_OPTION)
     if user_id is not None:
-        timeouts = session.info.get(TIMEOUTS_OPTION) or Timeouts()
-        connection.execute(SET_USER_SQL, {"user_id": user_id, **timeouts.parameters()})
+        timeouts = (session.info.get(TIMEOUTS_OPTION) or Timeouts()).parameters()
+        connection.info[_PENDING_SETTINGS] = {
+            "taskapi_user_id": user_id,
+            "taskapi_statement_timeout": timeouts["statement_timeout"],
+            "taskapi_lock_timeout": timeouts["lock_timeout"],
+        }
+
+
+@event.listens_for(Engine, "before_cursor_execute", retval=True)
+def _settings_before_first_statement(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    _context: Any,
+    executemany: bool,
+) -> tuple[str, Any]:
+    """Send a transaction's settings with its first statement: one round trip, not two.
+
+    psycopg2 sends the two statements as one query, inside the transaction, and returns the
+    last one's rows. A statement whose parameters cannot be merged gets the settings sent just
+    before it instead.
+    """
+    settings = conn.info.pop(_PENDING_SETTINGS, None)
+    if settings is None:
+        return statement, parameters
+    if executemany or not isinstance(parameters, dict):
+        cursor.execute(_SET_USER_PREFIX, settings)
+        return statement, parameters
+    return _SET_USER_PREFIX + statement, {**parameters, **settings}
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _forget_pending_settings(conn: Connection) -> None:
+    # A transaction that ended before any statement ran must not hand its user to the next.
+    conn.info.pop(_PENDING_SETTINGS, None)

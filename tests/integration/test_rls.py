@@ -4,14 +4,14 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Connection, TextClause, text
+from sqlalchemy import Connection, TextClause, event, text
 from sqlalchemy.exc import ProgrammingError
 from sqlmodel import Session
 
 import queries.tasks
 from commands.dispatch import dispatch
 from commands.errors import TaskNotFound
-from commands.tasks import CreateTask, DeleteTask
+from commands.tasks import CreateTask, DeleteTask, ToggleTask
 from db.engine import SET_USER_SQL, Timeouts, make_write_engine, write_as
 from db.reads import ReadPool
 from db.settings import Settings
@@ -139,6 +139,41 @@ def test_the_user_setting_does_not_outlive_a_write_transaction(
             act_as(conn, "rls-writer")
             conn.execute(text("DELETE FROM tasks"))
             conn.commit()
+    finally:
+        engine.dispose()
+
+
+def test_a_write_names_its_user_in_the_same_round_trip_as_its_statement(
+    pooled_settings: Settings, committed_task: tuple[str, int]
+) -> None:
+    user, task_id = committed_task
+    engine = make_write_engine(pooled_settings.model_copy(update={"pool_pre_ping": False}))
+    sent: list[str] = []
+    event.listen(engine, "after_cursor_execute", lambda *args: sent.append(args[2]))
+    try:
+        with Session(engine) as session:
+            write_as(session, user)
+            dispatch(ToggleTask(user_id=user, task_id=task_id), session)
+    finally:
+        engine.dispose()
+
+    (statement,) = sent
+    assert statement.startswith("SELECT set_config('app.user_id'")
+    assert "UPDATE tasks SET" in statement
+
+
+def test_a_transaction_that_ran_nothing_leaves_no_user_for_the_next(
+    pooled_settings: Settings, committed_task: tuple[str, int]
+) -> None:
+    user, _ = committed_task
+    engine = make_write_engine(pooled_settings)
+    try:
+        with Session(engine) as session:
+            write_as(session, user)
+            session.connection()  # begins, with the user's settings waiting for a statement
+            session.rollback()
+        with Session(engine) as session:  # the same pooled connection, no user named
+            assert session.execute(text("SELECT count(*) FROM tasks")).scalar_one() == 0
     finally:
         engine.dispose()
 
