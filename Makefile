@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test check pytest bench install clean
+.PHONY: serve test check pytest bench bench-growth install clean
 
 ## Set everything up (virtualenv, packages, embedded PostgreSQL, migrations) and serve the API.
 serve: $(INSTALLED)
@@ -26,6 +26,10 @@ pytest: $(INSTALLED)
 ## The load benchmark of docs/PERFORMANCE.md (not part of `make test`; a smoke run of it is).
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
+
+## List and get at 1,000,000 tasks, then at 10,000,000 (its own section of docs/PERFORMANCE.md).
+bench-growth: $(INSTALLED)
+	$(BIN)/python -m bench --growth
 
 install: $(INSTALLED)
 

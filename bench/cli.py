@@ -10,7 +10,7 @@ from types import FrameType
 
 from bench import report
 from bench.config import BenchConfig, config
-from bench.run import run
+from bench.run import GrowthReport, run, run_growth
 from bench.workloads import WORKLOADS
 
 log = logging.getLogger("bench")
@@ -29,6 +29,23 @@ def parser() -> argparse.ArgumentParser:
     add("--warmup", type=float, help="unmeasured seconds before each service cell (default 2)")
     add("--connections", type=_counts, help="comma-separated, e.g. 1,16,64 (the default)")
     add("--workloads", type=_names, help="comma-separated subset, e.g. get,create (default all)")
+    add(
+        "--heavy-user-tasks",
+        type=_count,
+        help="tasks of the heavy user the head-of-line workload searches (default 200,000)",
+    )
+    add(
+        "--slow-connections",
+        type=_count,
+        help="connections sending the heavy user's slow search in head-of-line (default 2)",
+    )
+    add(
+        "--growth",
+        action="store_true",
+        help="instead: list and get at 16 connections, grow the table to --growth-tasks,"
+        " list and get again; writes its own section of the doc",
+    )
+    add("--growth-tasks", type=int, help="tasks after growing (default 10,000,000)")
     add("--workers", type=int, help="service workers (default: one per core)")
     add("--generator", choices=("auto", "wrk", "python"), help="load generator (default auto)")
     add("--no-install", action="store_true", help="never apt-get install wrk")
@@ -46,6 +63,13 @@ def _counts(text: str) -> tuple[int, ...]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("expected positive integers such as 1,16,64")
     return counts
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected a count, 0 or more")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -66,6 +90,9 @@ PLAIN_OPTIONS = (
     "warmup",
     "connections",
     "workloads",
+    "heavy_user_tasks",
+    "slow_connections",
+    "growth_tasks",
     "workers",
     "generator",
     "json_path",
@@ -85,7 +112,23 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     if args.budget_minutes is not None:
         overrides["budget_seconds"] = args.budget_minutes * 60
     overrides["command"] = shlex.join([".venv/bin/python", "-m", "bench", *argv])
-    return config(smoke=args.smoke, **overrides)
+    chosen = config(smoke=args.smoke, growth=args.growth, **overrides)
+    _check_growth(chosen)
+    return chosen
+
+
+GROWTH_WORKLOADS = {"list", "get"}
+
+
+def _check_growth(chosen: BenchConfig) -> None:
+    if not chosen.growth:
+        return
+    if not set(chosen.workloads or ()) <= GROWTH_WORKLOADS or not chosen.workloads:
+        raise SystemExit("--growth measures list and get only (--workloads list,get or a part)")
+    if chosen.heavy_user_tasks:
+        raise SystemExit("--growth loads no heavy user: leave out --heavy-user-tasks")
+    if chosen.growth_tasks <= chosen.tasks:
+        raise SystemExit(f"--growth-tasks must be more than --tasks ({chosen.tasks:,})")
 
 
 def _stop_on_sigterm(signum: int, _: FrameType | None) -> None:
@@ -99,13 +142,20 @@ def main(argv: list[str] | None = None) -> None:
     config = config_from(parser().parse_args(argv), argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        result = run(config)
+        result = run_growth(config) if config.growth else run(config)
     except KeyboardInterrupt:
         log.error("interrupted; everything the run started has been stopped")
         sys.exit(130)
-    print(report.markdown_tables(result))
-    report.write_json(result, config.json_path)
+    if isinstance(result, GrowthReport):
+        print(report.growth_markdown(result))
+        report.write_growth_json(result, config.json_path)
+    else:
+        print(report.markdown_tables(result))
+        report.write_json(result, config.json_path)
     log.info("JSON written to %s", config.json_path)
     if config.doc_path is not None and not config.smoke:
-        report.write_doc(result, config.doc_path)
-        log.info("table written to %s", config.doc_path)
+        if isinstance(result, GrowthReport):
+            report.write_growth_doc(result, config.doc_path)
+        else:
+            report.write_doc(result, config.doc_path)
+        log.info("tables written to %s", config.doc_path)

@@ -9,45 +9,58 @@ Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench can pick a
 (user_id, id) pair with integer arithmetic alone (its `\\set` has no strings). User ids are
 decimal strings, which the service's user_id pattern accepts. Ids rise with `created_at`, as
 identity values do in production, so each user's newest tasks are its highest ids.
+
+One more user, `heavy` (not a number, so no arithmetic of pgbench's and no sampled pair can land
+on it), owns the ids after those: the head-of-line scenario searches its many tasks while the
+ordinary users list theirs. A growth run appends ordinary tasks after the loaded ones, with the
+same owners and the same spacing in time, so the table grows as it would by living longer.
 """
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine, text
+
+log = logging.getLogger(__name__)
 
 COMPLETED_SHARE = 0.4
 DUE_DATE_SHARE = 0.5
 DESCRIPTION_SHARE = 0.3
 
-# Titles draw from a small vocabulary so a future `q=` search has words to find.
-GENERATE_TASKS_SQL = text(
-    """
+HEAVY_USER = "heavy"
+"""The head-of-line scenario's user with many tasks; a user id no ordinary user can have."""
+
+# Titles draw from a small vocabulary so a `q=` search has words to find. Rows `first..last` of
+# the series get ids `i + id_offset`; the series' spacing in time is one year over `scale` rows.
+# `owner` is the SQL of the user id, written in by _generate_sql (ordinary users or one user).
+GENERATE_TASKS_TEMPLATE = """
 INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date,
                    created_at, updated_at)
-SELECT (1 + (i - 1) % :users)::text,
-       i,
+SELECT {owner},
+       id,
        (ARRAY['buy', 'call', 'write', 'review', 'fix', 'plan', 'book', 'send', 'clean',
-              'read'])[1 + i % 10]
+              'read'])[1 + id % 10]
          || ' ' || (ARRAY['milk', 'report', 'invoice', 'tickets', 'garden', 'slides', 'car',
-                          'letter', 'budget'])[1 + i % 9]
-         || ' ' || i,
-       CASE WHEN random() < :description_share THEN 'notes for task ' || i END,
+                          'letter', 'budget'])[1 + id % 9]
+         || ' ' || id,
+       CASE WHEN random() < :description_share THEN 'notes for task ' || id END,
        done,
-       CASE WHEN done THEN created + make_interval(hours => 1 + i % 97) END,
-       CASE WHEN random() < :due_date_share THEN date '2025-06-01' + i % 400 END,
+       CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) END,
+       CASE WHEN random() < :due_date_share THEN date '2025-06-01' + id % 400 END,
        created,
-       CASE WHEN done THEN created + make_interval(hours => 1 + i % 97) ELSE created END
-FROM (SELECT i,
+       CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) ELSE created END
+FROM (SELECT i + :id_offset AS id,
              random() < :completed_share AS done,
-             timestamptz '2025-01-01 00:00:00+00' + i * (interval '365 days' / :tasks) AS created
-      FROM generate_series(1, :tasks) AS i) AS generated
+             timestamptz '2025-01-01 00:00:00+00' + i * (interval '365 days' / :scale) AS created
+      FROM generate_series(:first, :last) AS i) AS generated
 """
-)
+ORDINARY_OWNER = "(1 + (id - 1) % :users)::text"
+ONE_OWNER = "CAST(:owner AS text)"
 SET_SEED_SQL = text("SELECT setseed(:seed)")
 # The next POST must not collide with the ids the load chose.
-ADVANCE_IDS_SQL = text("SELECT setval(pg_get_serial_sequence('tasks', 'id'), :tasks)")
-DELETE_ADDED_SQL = text("DELETE FROM tasks WHERE id > :tasks")
+ADVANCE_IDS_SQL = text("SELECT setval(pg_get_serial_sequence('tasks', 'id'), :last_id)")
+DELETE_ADDED_SQL = text("DELETE FROM tasks WHERE id > :last_id")
 KEYS_SQL = text(
     "SELECT conname AS name, pg_get_constraintdef(oid) AS ddl FROM pg_constraint"
     " WHERE conrelid = 'tasks'::regclass AND contype IN ('p', 'u')"
@@ -63,11 +76,19 @@ INDEXES_SQL = text(
 @dataclass(frozen=True, kw_only=True)
 class LoadStats:
     tasks: int
+    """Ordinary tasks: ids 1..tasks."""
     users: int
+    heavy_user_tasks: int
+    """Tasks of HEAVY_USER: the ids after the ordinary ones."""
     method: str
     insert_seconds: float
     index_seconds: float
     vacuum_seconds: float
+
+    @property
+    def last_id(self) -> int:
+        """The highest id the load wrote; anything above it a workload added."""
+        return self.tasks + self.heavy_user_tasks
 
     @property
     def total_seconds(self) -> float:
@@ -82,29 +103,115 @@ class Schema:
     indexes: list[tuple[str, str]]
 
 
-def load(engine: Engine, *, tasks: int, users: int, seed: int) -> LoadStats:
+@dataclass(frozen=True, kw_only=True)
+class Rows:
+    """One INSERT ... SELECT of the generator: series rows `first..last`, owned as `owner` says."""
+
+    first: int
+    last: int
+    id_offset: int = 0
+    scale: int
+    """Rows per year of `created_at`: the spacing of the series in time."""
+    owner: str | None = None
+    """One user for every row; None: the ordinary users, by id."""
+
+
+def load(
+    engine: Engine, *, tasks: int, users: int, heavy_user_tasks: int = 0, seed: int
+) -> LoadStats:
     """Replace the contents of `tasks` with the generated dataset, then VACUUM ANALYZE it."""
+    batches = [Rows(first=1, last=tasks, scale=tasks)]
+    if heavy_user_tasks:
+        # Spread over the same year as everyone else's, with the ids after theirs.
+        batches.append(
+            Rows(
+                first=1,
+                last=heavy_user_tasks,
+                id_offset=tasks,
+                scale=heavy_user_tasks,
+                owner=HEAVY_USER,
+            )
+        )
+    return _write(
+        engine,
+        batches,
+        stats=LoadStats(
+            tasks=tasks,
+            users=users,
+            heavy_user_tasks=heavy_user_tasks,
+            method="INSERT ... SELECT generate_series (server-side), keys and indexes rebuilt"
+            " after",
+            insert_seconds=0,
+            index_seconds=0,
+            vacuum_seconds=0,
+        ),
+        seed=seed,
+        truncate=True,
+    )
+
+
+def grow(engine: Engine, loaded: LoadStats, *, tasks: int, batch: int, seed: int) -> LoadStats:
+    """Append ordinary tasks `loaded.tasks + 1 .. tasks` in batches; rebuild; VACUUM ANALYZE.
+
+    The new rows continue the loaded ones: the same owners (task `i` is user
+    `1 + (i - 1) % users`'s, so pgbench's arithmetic still finds real pairs), the same spacing in
+    time (newer rows, higher ids) and the same shares of completed, dated and described tasks.
+    """
+    if loaded.heavy_user_tasks:
+        raise ValueError("growth appends ids after the ordinary tasks: load no heavy user first")
+    if tasks <= loaded.tasks:
+        raise ValueError(f"cannot grow {loaded.tasks:,} tasks to {tasks:,}")
+    return _write(
+        engine,
+        growth_batches(loaded.tasks, tasks, batch=batch),
+        stats=replace(
+            loaded,
+            tasks=tasks,
+            method=f"appended by INSERT ... SELECT generate_series in batches of {batch:,} rows"
+            " (server-side), keys and indexes rebuilt after",
+        ),
+        seed=seed + 1,
+        truncate=False,
+    )
+
+
+def growth_batches(loaded: int, tasks: int, *, batch: int) -> list[Rows]:
+    """Ordinary rows `loaded + 1 .. tasks`, `batch` per statement, spaced as the first `loaded`."""
+    return [
+        Rows(first=first, last=min(first + batch - 1, tasks), scale=loaded)
+        for first in range(loaded + 1, tasks + 1, batch)
+    ]
+
+
+def _write(
+    engine: Engine, batches: list[Rows], *, stats: LoadStats, seed: int, truncate: bool
+) -> LoadStats:
     with engine.begin() as conn:
-        schema = _drop_keys_and_indexes(conn)
+        schema = _drop_keys_and_indexes(conn, truncate=truncate)
         started = time.perf_counter()
-        _generate(conn, tasks=tasks, users=users, seed=seed)
+        # setseed makes random() repeatable within this session: the same seed, the same rows.
+        conn.execute(SET_SEED_SQL, {"seed": (seed % 1000) / 1000})
+        for number, rows in enumerate(batches, start=1):
+            _generate(conn, rows, users=stats.users)
+            if len(batches) > 2:
+                log.info(
+                    "  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches)
+                )
         inserted = time.perf_counter()
         _rebuild(conn, schema)
-        conn.execute(ADVANCE_IDS_SQL, {"tasks": tasks})
+        conn.execute(ADVANCE_IDS_SQL, {"last_id": stats.last_id})
         indexed = time.perf_counter()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE) tasks"))
-    return LoadStats(
-        tasks=tasks,
-        users=users,
-        method="INSERT ... SELECT generate_series (server-side), keys and indexes rebuilt after",
+    return replace(
+        stats,
         insert_seconds=inserted - started,
         index_seconds=indexed - inserted,
         vacuum_seconds=time.perf_counter() - indexed,
     )
 
 
-def remove_added_rows(engine: Engine, *, tasks: int) -> float:
+def remove_added_rows(engine: Engine, *, last_id: int) -> float:
     """Undo a write workload's inserts and vacuum away its dead rows; return the seconds taken.
 
     pgbench inserts hundreds of thousands of rows in a `create` run; left in place they would
@@ -113,20 +220,26 @@ def remove_added_rows(engine: Engine, *, tasks: int) -> float:
     """
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(DELETE_ADDED_SQL, {"tasks": tasks})
+        conn.execute(DELETE_ADDED_SQL, {"last_id": last_id})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE) tasks"))
     return time.perf_counter() - started
 
 
-def _generate(conn: Connection, *, tasks: int, users: int, seed: int) -> None:
-    # setseed makes random() repeatable within this session: the same seed, the same dataset.
-    conn.execute(SET_SEED_SQL, {"seed": (seed % 1000) / 1000})
+def generate_sql(rows: Rows) -> str:
+    return GENERATE_TASKS_TEMPLATE.format(owner=ORDINARY_OWNER if rows.owner is None else ONE_OWNER)
+
+
+def _generate(conn: Connection, rows: Rows, *, users: int) -> None:
     conn.execute(
-        GENERATE_TASKS_SQL,
+        text(generate_sql(rows)),
         {
-            "tasks": tasks,
+            "first": rows.first,
+            "last": rows.last,
+            "id_offset": rows.id_offset,
+            "scale": rows.scale,
             "users": users,
+            "owner": rows.owner,
             "completed_share": COMPLETED_SHARE,
             "due_date_share": DUE_DATE_SHARE,
             "description_share": DESCRIPTION_SHARE,
@@ -138,7 +251,7 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _drop_keys_and_indexes(conn: Connection) -> Schema:
+def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> Schema:
     schema = Schema(
         keys=[(row.name, row.ddl) for row in conn.execute(KEYS_SQL)],
         indexes=[(row.name, row.ddl) for row in conn.execute(INDEXES_SQL)],
@@ -147,7 +260,8 @@ def _drop_keys_and_indexes(conn: Connection) -> Schema:
         conn.execute(text("DROP INDEX " + _quote(name)))
     for name, _ in schema.keys:
         conn.execute(text("ALTER TABLE tasks DROP CONSTRAINT " + _quote(name)))
-    conn.execute(text("TRUNCATE tasks"))
+    if truncate:
+        conn.execute(text("TRUNCATE tasks"))
     return schema
 
 

@@ -21,12 +21,18 @@ class LoadGenerator(Protocol):
         self, plan: RequestPlan, *, port: int, connections: int, seconds: float
     ) -> LoadResult: ...
 
+    def run_together(
+        self, loads: list[tuple[RequestPlan, int]], *, port: int, seconds: float
+    ) -> list[LoadResult]:
+        """Each (plan, connections) at the same time for the same seconds; results in order."""
+        ...
+
 
 class Wrk:
     def __init__(self, binary: str, config: BenchConfig) -> None:
         self._binary = binary
         self._config = config
-        self._scripts: dict[str, Path] = {}
+        self._scripts: dict[str, tuple[RequestPlan, Path]] = {}
         self.name = wrk.version(binary) or wrk.NAME
 
     def run(self, plan: RequestPlan, *, port: int, connections: int, seconds: float) -> LoadResult:
@@ -39,15 +45,29 @@ class Wrk:
             seconds=seconds,
         )
 
+    def run_together(
+        self, loads: list[tuple[RequestPlan, int]], *, port: int, seconds: float
+    ) -> list[LoadResult]:
+        return wrk.run_together(
+            self._binary,
+            [(self._script(plan), connections) for plan, connections in loads],
+            url=f"http://{HOST}:{port}",
+            threads=self._config.generator_threads,
+            seconds=seconds,
+        )
+
     def _script(self, plan: RequestPlan) -> Path:
-        if plan.workload.name not in self._scripts:
-            path = self._config.work_dir / "wrk" / f"{plan.workload.name}.lua"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Per thread; one thread by default, so this is the cap per run.
-            cap = self._config.max_requests
-            path.write_text(wrk.lua_script(plan, max_requests=cap, seed=self._config.seed))
-            self._scripts[plan.workload.name] = path
-        return self._scripts[plan.workload.name]
+        # Written once per plan: a growth run measures the same workload again with new pairs.
+        cached = self._scripts.get(plan.workload.name)
+        if cached is not None and cached[0] is plan:
+            return cached[1]
+        path = self._config.work_dir / "wrk" / f"{plan.workload.name}.lua"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Per thread; one thread by default, so this is the cap per run.
+        cap = self._config.max_requests
+        path.write_text(wrk.lua_script(plan, max_requests=cap, seed=self._config.seed))
+        self._scripts[plan.workload.name] = (plan, path)
+        return path
 
 
 class PythonLoad:
@@ -63,6 +83,13 @@ class PythonLoad:
             connections=connections,
             seconds=seconds,
             max_requests=self._max_requests,
+        )
+
+    def run_together(
+        self, loads: list[tuple[RequestPlan, int]], *, port: int, seconds: float
+    ) -> list[LoadResult]:
+        return pyload.run_together(
+            loads, port=port, seconds=seconds, max_requests=self._max_requests
         )
 
 

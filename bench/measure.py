@@ -18,7 +18,8 @@ from sqlalchemy import create_engine
 from bench import pgbench
 from bench.auth import BenchAuth
 from bench.config import BenchConfig
-from bench.dataset import LoadStats, remove_added_rows
+from bench.dataset import HEAVY_USER, LoadStats, remove_added_rows
+from bench.explain import SearchCost
 from bench.loadgen import LoadGenerator
 from bench.procstat import UsageMeter
 from bench.results import Cell, LoadResult, PgbenchResult, Usage
@@ -43,6 +44,7 @@ class Prepared:
     postgres: dict[str, str]
     app_url: str | None
     row_security: bool
+    slow_search: SearchCost | None = None
 
 
 class Budget:
@@ -77,6 +79,8 @@ class Session:
 
 
 def measure(session: Session, workload: Workload) -> list[Cell]:
+    if workload.slow_mix:
+        return [measure_head_of_line(session, workload)]
     reason = None if session.features is None else unavailable(workload, session.features)
     if reason is not None:
         return [Cell(workload=workload.name, connections=c, note=reason) for c in _counts(session)]
@@ -91,7 +95,7 @@ def measure(session: Session, workload: Workload) -> list[Cell]:
 def restore_dataset(session: Session) -> None:
     engine = create_engine(sqlalchemy_url(session.owner_url))
     try:
-        seconds = remove_added_rows(engine, tasks=session.config.tasks)
+        seconds = remove_added_rows(engine, last_id=session.prepared.dataset.last_id)
     finally:
         engine.dispose()
     log.info("  removed the rows this workload added, vacuumed (%.1fs)", seconds)
@@ -132,8 +136,13 @@ def measure_service(session: Session, workload: Workload) -> dict[int, ServiceRu
         return dict(_service_cells(session, service, _plan(session, workload, service.features)))
 
 
-def _plan(session: Session, workload: Workload, features: Features) -> RequestPlan:
-    pairs = session.prepared.pairs
+def _plan(
+    session: Session,
+    workload: Workload,
+    features: Features,
+    pairs: list[tuple[str, int]] | None = None,
+) -> RequestPlan:
+    pairs = session.prepared.pairs if pairs is None else pairs
     tokens = session.auth.tokens(user for user, _ in pairs) if features.auth else {}
     return RequestPlan(workload, routes(features), pairs, tokens)
 
@@ -250,3 +259,78 @@ def _pgbench_cell(
         result.failed,
     )
     return result
+
+
+def measure_head_of_line(session: Session, workload: Workload) -> Cell:
+    """Ordinary users' lists and the heavy user's slow searches, at once, for the same seconds.
+
+    Two load generators run side by side: `head_of_line_connections` connections send the
+    workload's ordinary mix over the sampled pairs, `slow_connections` more send the slow mix as
+    HEAVY_USER. The cell's `service` is the ordinary requests alone, `slow` the slow ones, so the
+    slow requests' latency never dilutes the figure the target is about. No pgbench: the target
+    is about how the service shares itself out, and `list` alone is measured by its own workload.
+    """
+    config = session.config
+    connections = config.head_of_line_connections
+
+    def cell(note: str) -> Cell:
+        return Cell(workload=workload.name, connections=connections, note=note)
+
+    reason = _head_of_line_unavailable(session, workload)
+    if reason is not None:
+        return cell(reason)
+    if not session.budget.allows(SERVER_START_ALLOWANCE + _service_cell_seconds(config)):
+        return cell("skipped: time budget")
+    log.info("workload %s", workload.name)
+    with ExitStack() as stack:
+        service = _start_service(session, workload, stack)
+        session.features = service.features
+        reason = unavailable(workload, service.features)
+        if reason:
+            return cell(reason)
+        heavy = [(HEAVY_USER, session.prepared.dataset.last_id)]
+        loads = [
+            (_plan(session, workload, service.features), connections),
+            (
+                _plan(session, workload.slow_part(), service.features, heavy),
+                config.slow_connections,
+            ),
+        ]
+        run_load = session.generator.run_together
+        if config.warmup > 0:
+            run_load(loads, port=service.port, seconds=config.warmup)
+        meter = UsageMeter(server_pid=service.pid, workers=service.workers, db_pid=session.db_pid)
+        with meter:
+            ordinary, slow = run_load(loads, port=service.port, seconds=config.duration)
+    log.info(
+        "  service %-6s c=%-3d %8.0f req/s  p99 %6.1f ms  errors %d;"
+        " slow c=%d %6.1f req/s  p50 %6.1f ms  errors %d",
+        workload.name,
+        connections,
+        ordinary.rps,
+        ordinary.latency.p99_ms if ordinary.latency else float("nan"),
+        ordinary.errors,
+        config.slow_connections,
+        slow.rps,
+        slow.latency.p50_ms if slow.latency else float("nan"),
+        slow.errors,
+    )
+    return Cell(
+        workload=workload.name,
+        connections=connections,
+        service=ordinary,
+        usage=meter.usage(),
+        slow=slow,
+        slow_connections=config.slow_connections,
+        note="no pgbench: the service's own scheduling is what this measures",
+    )
+
+
+def _head_of_line_unavailable(session: Session, workload: Workload) -> str | None:
+    if session.prepared.dataset.heavy_user_tasks == 0:
+        return "not run: no heavy user was loaded (--heavy-user-tasks 0)"
+    if session.config.slow_connections < 1:
+        return "not run: no slow connections (--slow-connections 0)"
+    if session.features is not None:
+        return unavailable(workload, session.features)
+    return None

@@ -38,6 +38,18 @@ def run(
     return asyncio.run(_run(plan, port, connections, seconds, max_requests))
 
 
+def run_together(
+    loads: list[tuple[RequestPlan, int]], *, port: int, seconds: float, max_requests: int
+) -> list[LoadResult]:
+    """Several plans at once, each on its own connections, in one event loop; one result each."""
+
+    async def together() -> list[LoadResult]:
+        runs = (_run(plan, port, connections, seconds, max_requests) for plan, connections in loads)
+        return list(await asyncio.gather(*runs))
+
+    return asyncio.run(together())
+
+
 async def _run(
     plan: RequestPlan, port: int, connections: int, seconds: float, max_requests: int
 ) -> LoadResult:

@@ -89,6 +89,15 @@ class Cell:
     usage: Usage | None = None
     pgbench: PgbenchResult | None = None
     note: str | None = None
+    slow: LoadResult | None = None
+    """Head-of-line only: the heavy user's slow searches, sent meanwhile (`service` is the rest)."""
+    slow_connections: int = 0
+
+    @property
+    def errors(self) -> int | None:
+        """Failed responses of every load generator in the cell (None: nothing was sent)."""
+        runs = [run for run in (self.service, self.slow) if run is not None]
+        return sum(run.errors for run in runs) if runs else None
 
     @property
     def ratio(self) -> float | None:

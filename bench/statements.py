@@ -72,6 +72,9 @@ def _statements(kind: Kind, features: Features) -> tuple[str, str] | None:
     """(variables, statement) for one request kind; None when no statement is known for it."""
     if kind == "search":
         return _search_statement() if features.search else None
+    if kind == "slow_search":
+        # One user's search, sent next to another workload: no pgbench limit of its own.
+        return None
     scripts: dict[Kind, tuple[str, str]] = {
         "list": _list_statement(features),
         "get": (PICK_TASK, task_queries.GET_TASK_SQL.text),

@@ -1,4 +1,4 @@
-"""The six workloads of issue 4 and the HTTP requests each sends (SQL: bench/statements.py)."""
+"""The workloads of issue 4 and the HTTP requests each sends (SQL: bench/statements.py)."""
 
 import json
 import random
@@ -9,10 +9,14 @@ from typing import Literal
 
 from bench.server import Features
 
-Kind = Literal["list", "get", "create", "toggle", "search"]
+Kind = Literal["list", "get", "create", "toggle", "search", "slow_search"]
 
 LIST_LIMIT = 20
+HEAD_OF_LINE = "head-of-line"
 SEARCH_WORD = "milk"
+SLOW_SEARCH_WORD = "dentist"
+"""In no generated title or description, so no page fills early: the heavy user's search has to
+look at its rows until none is left (docs/PERFORMANCE.md says what that costs)."""
 CREATE_BODY = {"title": "bench task", "due_date": "2026-12-31"}
 
 
@@ -20,11 +24,17 @@ CREATE_BODY = {"title": "bench task", "due_date": "2026-12-31"}
 class Workload:
     name: str
     mix: tuple[tuple[Kind, int], ...]
-    """Request kinds and their weights."""
+    """Request kinds and their weights, over the ordinary users."""
+    slow_mix: tuple[tuple[Kind, int], ...] = ()
+    """Sent at the same time by a few more connections as the heavy user (head-of-line only)."""
 
     @property
     def kinds(self) -> tuple[Kind, ...]:
-        return tuple(kind for kind, _ in self.mix)
+        return tuple(kind for kind, _ in self.mix + self.slow_mix)
+
+    def slow_part(self) -> "Workload":
+        """The slow requests as a workload of their own, for a load generator of their own."""
+        return Workload(self.name + "-slow", self.slow_mix)
 
 
 # Reads first: the write workloads add and flip rows, and the reads should see the loaded data.
@@ -32,6 +42,8 @@ WORKLOADS = (
     Workload("list", (("list", 1),)),
     Workload("get", (("get", 1),)),
     Workload("search", (("search", 1),)),
+    # Other users' lists while the heavy user's slow searches run (issue 4's head-of-line target).
+    Workload(HEAD_OF_LINE, (("list", 1),), slow_mix=(("slow_search", 1),)),
     Workload("create", (("create", 1),)),
     Workload("toggle", (("toggle", 1),)),
     # 80% reads, 20% writes.
@@ -41,7 +53,8 @@ WORKLOADS = (
 
 def unavailable(workload: Workload, features: Features) -> str | None:
     """Why the service cannot run this workload yet, or None when it can."""
-    if "search" in workload.kinds and not features.search:
+    searches = {"search", "slow_search"} & set(workload.kinds)
+    if searches and not features.search:
         return "not available: GET /api/{user_id}/tasks has no `q` parameter in /openapi.json"
     return None
 
@@ -51,8 +64,8 @@ def list_query(features: Features) -> str:
     return "status=pending" + (f"&limit={LIST_LIMIT}" if features.limit else "")
 
 
-def search_query(features: Features) -> str:
-    return f"q={SEARCH_WORD}" + (f"&limit={LIST_LIMIT}" if features.limit else "")
+def search_query(features: Features, word: str = SEARCH_WORD) -> str:
+    return f"q={word}" + (f"&limit={LIST_LIMIT}" if features.limit else "")
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ def routes(features: Features) -> dict[Kind, Route]:
         "create": Route("POST", tasks, json.dumps(CREATE_BODY, separators=(",", ":")).encode()),
         "toggle": Route("PATCH", tasks + "/{task}/complete"),
         "search": Route("GET", tasks + "?" + search_query(features)),
+        "slow_search": Route("GET", tasks + "?" + search_query(features, SLOW_SEARCH_WORD)),
     }
 
 

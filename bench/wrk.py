@@ -8,6 +8,7 @@ import re
 import shutil
 import string
 import subprocess
+import time
 from pathlib import Path
 
 from bench.results import Latency, LoadResult
@@ -134,10 +135,10 @@ def lua_script(plan: RequestPlan, *, max_requests: int, seed: int) -> str:
     )
 
 
-def run(
+def command(
     binary: str, script: Path, *, url: str, connections: int, threads: int, seconds: float
-) -> LoadResult:
-    command = [
+) -> list[str]:
+    return [
         binary,
         f"-t{min(threads, connections)}",
         f"-c{connections}",
@@ -146,10 +147,53 @@ def run(
         f"-s{script}",
         url,
     ]
+
+
+def run(
+    binary: str, script: Path, *, url: str, connections: int, threads: int, seconds: float
+) -> LoadResult:
     done = subprocess.run(  # noqa: S603 -- our own arguments
-        command, capture_output=True, text=True, timeout=seconds + 60, check=True
+        command(binary, script, url=url, connections=connections, threads=threads, seconds=seconds),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     )
     return parse_output(done.stdout)
+
+
+def run_together(
+    binary: str, loads: list[tuple[Path, int]], *, url: str, threads: int, seconds: float
+) -> list[LoadResult]:
+    """One wrk per (script, connections), all started at once and run for the same seconds.
+
+    Each wrk stops itself after `seconds` (and its script's request cap); whichever is still
+    running when this returns or fails, a timeout and Ctrl-C included, is killed by its pid.
+    """
+    deadline = time.monotonic() + seconds + 60
+    processes: list[subprocess.Popen[str]] = []
+    outputs: list[str] = []
+    try:
+        for script, connections in loads:
+            arguments = command(
+                binary, script, url=url, connections=connections, threads=threads, seconds=seconds
+            )
+            processes.append(
+                subprocess.Popen(  # noqa: S603 -- our own arguments
+                    arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            if process.returncode != 0:
+                raise RuntimeError(f"wrk exited with {process.returncode}:\n{stderr[-2000:]}")
+            outputs.append(stdout)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return [parse_output(stdout) for stdout in outputs]
 
 
 def parse_output(stdout: str) -> LoadResult:

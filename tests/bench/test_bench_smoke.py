@@ -11,29 +11,40 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PERFORMANCE_DOC = PROJECT_ROOT / "docs" / "PERFORMANCE.md"
-WORKLOADS = {"list", "get", "search", "create", "toggle", "mixed"}
-# The endpoints these workloads use exist today; search waits for `q=` (issue 4).
-ALWAYS_AVAILABLE = WORKLOADS - {"search"}
+WORKLOADS = {"list", "get", "search", "head-of-line", "create", "toggle", "mixed"}
+# The endpoints these workloads use exist today; the searches wait for `q=` (issue 4).
+ALWAYS_AVAILABLE = WORKLOADS - {"search", "head-of-line"}
 SMOKE_TIMEOUT_SECONDS = 300
+HEAD_OF_LINE_TARGET = "other users' `list` p99 while slow searches run"
 
 
 def _doc_text() -> str | None:
     return PERFORMANCE_DOC.read_text() if PERFORMANCE_DOC.exists() else None
 
 
-@pytest.fixture(scope="module")
-def smoke(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run `python -m bench --smoke` once against the test server; return its JSON and the doc."""
-    results = tmp_path_factory.mktemp("bench") / "results.json"
+def _run_smoke(database_url: str, results: Path, *options: str) -> dict[str, Any]:
+    """Run `python -m bench --smoke [options]` against the test server; its JSON and the doc."""
     doc_before = _doc_text()
     subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--json", str(results)],
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(results), *options],
         cwd=PROJECT_ROOT,
         env=os.environ | {"DATABASE_URL": database_url},
         check=True,
         timeout=SMOKE_TIMEOUT_SECONDS,
     )
     return {"results": json.loads(results.read_text()), "doc_before": doc_before}
+
+
+@pytest.fixture(scope="module")
+def smoke(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _run_smoke(database_url, tmp_path_factory.mktemp("bench") / "results.json")
+
+
+@pytest.fixture(scope="module")
+def growth(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`--smoke --growth`, `get` only: the growth path end to end, in a few seconds."""
+    results = tmp_path_factory.mktemp("bench") / "growth.json"
+    return _run_smoke(database_url, results, "--growth", "--workloads", "get")
 
 
 def _cells(smoke: dict[str, Any], workload: str) -> list[dict[str, Any]]:
@@ -83,3 +94,45 @@ def test_the_smoke_run_measures_server_cpu_and_memory(smoke: dict[str, Any]) -> 
 
 def test_the_smoke_run_leaves_the_performance_doc_alone(smoke: dict[str, Any]) -> None:
     assert _doc_text() == smoke["doc_before"]
+
+
+def test_head_of_line_runs_both_kinds_of_request_when_the_api_can_search(
+    smoke: dict[str, Any],
+) -> None:
+    (cell,) = _cells(smoke, "head-of-line")
+    if not smoke["results"]["features"]["search"]:
+        assert cell["note"].startswith("not available")
+        return
+    assert cell["requests"] > 0
+    assert cell["errors"] == 0
+    assert cell["slow"]["requests"] > 0
+    assert cell["slow"]["socket_errors"] + cell["slow"]["non_2xx"] == 0
+    assert cell["slow_connections"] >= 1
+
+
+def test_the_smoke_run_measures_the_slow_search_and_judges_head_of_line(
+    smoke: dict[str, Any],
+) -> None:
+    results = smoke["results"]
+    assert results["dataset"]["heavy_user_tasks"] > 0
+    assert results["slow_search"]["user"] == "heavy"
+    assert results["slow_search"]["execution_ms"] >= 0
+    verdict = next(t for t in results["targets"] if t["target"] == HEAD_OF_LINE_TARGET)
+    if results["features"]["search"]:
+        assert verdict["status"].startswith(("met", "not met"))
+
+
+def test_the_growth_smoke_run_measures_before_and_after_growing(
+    growth: dict[str, Any],
+) -> None:
+    results = growth["results"]
+    assert results["grown"] is not None, results["note"]
+    base, grown = results["base"], results["grown"]
+    assert grown["dataset"]["tasks"] == 10 * base["dataset"]["tasks"]
+    for run in (base, grown):
+        (cell,) = run["workloads"]["get"]
+        assert cell["requests"] > 0
+        assert cell["errors"] == 0
+        assert cell["pgbench"]["failed"] == 0
+    assert len(results["targets"]) == 4
+    assert growth["doc_before"] == _doc_text()
