@@ -1,16 +1,20 @@
 """pgbench scripts holding the SQL the service sends for each request kind.
 
-Read statements and the per-transaction settings are imported from the service's own modules, so
-they cannot drift; bind values the service sends as strings are written in as the literals
-psycopg2 would interpolate. The two write statements are what the ORM emits for POST and for
-PATCH .../complete, captured with SQLAlchemy's echo on 2026-11-29: keep them in step with
-commands/tasks.py (a change there shows as a new statement in the service's echo).
+Read statements and the per-transaction settings are imported from the service's own modules, and
+the two write statements are compiled from the statements the command handlers execute for POST
+and PATCH .../complete, so none of them can drift; bind values the service sends are written in
+as the literals psycopg2 would interpolate.
 """
 
 import re
+from datetime import date
+
+from sqlalchemy import Insert, Update
+from sqlalchemy.dialects.postgresql import psycopg2
 
 from bench.server import Features
-from bench.workloads import LIST_LIMIT, SEARCH_WORD, Kind
+from bench.workloads import CREATE_BODY, LIST_LIMIT, SEARCH_WORD, Kind
+from commands.tasks import CreateTask, ToggleTask, create_statement, toggle_statement
 from db.engine import SET_USER_SQL, Timeouts
 from queries import tasks as task_queries
 
@@ -22,20 +26,48 @@ PICK_TASK = "\\set task_id random(1, :tasks)\n\\set user_id 1 + (:task_id - 1) %
 # The service asks for one row more than a page, to know whether a next page exists.
 FETCH_LIMIT = f"\\set limit {LIST_LIMIT + 1}\n"
 
-CREATE_SQL = (
-    "INSERT INTO tasks (user_id, title, description, completed, completed_at, due_date, due_at,"
-    " priority, tags) VALUES (:user_id, 'bench task', NULL, false, NULL, '2026-12-31', NULL, 2,"
-    " '{}'::TEXT[]) RETURNING tasks.id, tasks.version, tasks.created_at, tasks.updated_at"
-)
-TOGGLE_SQL = (
-    "UPDATE tasks SET completed=NOT tasks.completed,"
-    " completed_at=CASE WHEN tasks.completed THEN NULL ELSE now() END,"
-    " version=(tasks.version + 1), updated_at=now()"
-    " WHERE tasks.user_id = :user_id AND tasks.id = :task_id"
-    " RETURNING tasks.user_id, tasks.id, tasks.title, tasks.description, tasks.completed,"
-    " tasks.completed_at, tasks.due_date, tasks.due_at, tasks.priority, tasks.tags,"
-    " tasks.version, tasks.created_at, tasks.updated_at"
-)
+# Stand-ins for the values pgbench draws: the write statements are compiled from the very
+# statements the command handlers execute (commands/tasks.py), so they cannot drift.
+_USER_STAND_IN = "\x00user_id"
+_TASK_STAND_IN = 987_654_321_987_654
+
+
+def _literal(value: object) -> str:
+    """A bind value written into the SQL as psycopg2 would send it (or a pgbench variable)."""
+    if value == _USER_STAND_IN:
+        return ":user_id"
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value == _TASK_STAND_IN:
+        return ":task_id"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return _literal("{" + ",".join('"' + str(item) + '"' for item in value) + "}")
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def orm_sql(statement: Insert | Update) -> str:
+    """What the service sends for `statement`, with its values written in."""
+    compiled = statement.compile(dialect=psycopg2.dialect())  # type: ignore[no-untyped-call]
+    sql = str(compiled)
+    for name, value in compiled.params.items():
+        sql = sql.replace("%(" + name + ")s", _literal(value))
+    return sql.replace("%%", "%")
+
+
+def create_sql() -> str:
+    body = CREATE_BODY
+    cmd = CreateTask(
+        user_id=_USER_STAND_IN, title=body["title"], due_date=date.fromisoformat(body["due_date"])
+    )
+    return orm_sql(create_statement(cmd))
+
+
+def toggle_sql() -> str:
+    return orm_sql(toggle_statement(ToggleTask(user_id=_USER_STAND_IN, task_id=_TASK_STAND_IN)))
 
 
 def inline(sql: str, literals: dict[str, str]) -> str:
@@ -78,8 +110,8 @@ def _statements(kind: Kind, features: Features) -> tuple[str, str] | None:
     scripts: dict[Kind, tuple[str, str]] = {
         "list": _list_statement(features),
         "get": (PICK_TASK, task_queries.GET_TASK_SQL.text),
-        "create": (PICK_USER, CREATE_SQL),
-        "toggle": (PICK_TASK, TOGGLE_SQL),
+        "create": (PICK_USER, create_sql()),
+        "toggle": (PICK_TASK, toggle_sql()),
     }
     return scripts[kind]
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
+    Update,
     and_,
     case,
     delete,
@@ -84,9 +86,9 @@ class SetTaskCompletion(TaskWrite):
     completed: bool
 
 
-def create_task(cmd: CreateTask, session: Session) -> Task:
+def create_statement(cmd: CreateTask) -> Insert:
     # One INSERT ... RETURNING, like every other write: no unit-of-work flush for one row.
-    statement = (
+    return (
         insert(Task)
         .values(
             user_id=cmd.user_id,
@@ -101,7 +103,10 @@ def create_task(cmd: CreateTask, session: Session) -> Task:
         )
         .returning(Task)
     )
-    task: Task = session.execute(statement).scalar_one()
+
+
+def create_task(cmd: CreateTask, session: Session) -> Task:
+    task: Task = session.execute(create_statement(cmd)).scalar_one()
     return task
 
 
@@ -129,12 +134,18 @@ def update_task(cmd: UpdateTask, session: Session) -> Task:
     return change(session, cmd, fields, only_if=differs)
 
 
+_TOGGLED = {
+    "completed": not_(col(Task.completed)),
+    "completed_at": case((col(Task.completed), None), else_=func.now()),
+}
+
+
+def toggle_statement(cmd: ToggleTask) -> Update:
+    return change_statement(cmd, _TOGGLED)
+
+
 def toggle_task(cmd: ToggleTask, session: Session) -> Task:
-    values = {
-        "completed": not_(col(Task.completed)),
-        "completed_at": case((col(Task.completed), None), else_=func.now()),
-    }
-    return change(session, cmd, values)
+    return change(session, cmd, _TOGGLED)
 
 
 def set_task_completion(cmd: SetTaskCompletion, session: Session) -> Task:
@@ -164,16 +175,21 @@ def change(
     only_if: ColumnElement[bool] | None = None,
 ) -> Task:
     """Apply `values` and bump version and updated_at, unless `only_if` says nothing changes."""
+    task: Task | None = session.execute(change_statement(cmd, values, only_if)).scalar_one_or_none()
+    return task if task is not None else current_or_raise(session, cmd)
+
+
+def change_statement(
+    cmd: TaskWrite, values: Mapping[str, Any], only_if: ColumnElement[bool] | None = None
+) -> Update:
     where = addressed(cmd) if only_if is None else and_(addressed(cmd), only_if)
-    statement = (
+    return (
         update(Task)
         .where(where)
         .values(**values, version=col(Task.version) + 1, updated_at=func.now())
         .returning(Task)
         .execution_options(synchronize_session=False)
     )
-    task: Task | None = session.execute(statement).scalar_one_or_none()
-    return task if task is not None else current_or_raise(session, cmd)
 
 
 def current_or_raise(session: Session, cmd: TaskWrite) -> Task:

@@ -9,7 +9,7 @@ from bench import pgbench, report, wrk
 from bench.auth import AUDIENCE, ISSUER, BenchAuth
 from bench.results import Cell, Latency, LoadResult, PgbenchResult, percentile
 from bench.server import Features, features_of
-from bench.statements import inline, pgbench_script
+from bench.statements import create_sql, inline, pgbench_script, toggle_sql
 from bench.targets import evaluate
 from bench.workloads import WORKLOADS, RequestPlan, routes
 
@@ -190,3 +190,13 @@ def test_verdicts_say_met_or_by_how_much_not() -> None:
     assert ratio.status == "met"
     assert p99.status == "not met (2.0x over)"
     assert verdicts["`get` p99, 16 connections"].status == "not measured"
+
+
+def test_pgbench_writes_are_the_handlers_own_statements_with_pgbench_variables() -> None:
+    create, toggle = create_sql(), toggle_sql()
+
+    assert create.startswith("INSERT INTO tasks (user_id, title,")
+    assert "VALUES (:user_id, 'bench task', NULL, false, NULL, '2026-12-31'" in create
+    assert toggle.startswith("UPDATE tasks SET completed=NOT tasks.completed")
+    assert "WHERE tasks.user_id = :user_id AND tasks.id = :task_id RETURNING" in toggle
+    assert "%(" not in create + toggle
