@@ -9,6 +9,7 @@ The service is restarted for each workload, so each workload's memory is its own
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from bench.loadgen import LoadGenerator
 from bench.procstat import UsageMeter
 from bench.results import Cell, LoadResult, PgbenchResult, Usage
 from bench.server import Features, Service, ServiceExited, ServiceSettings, running_service
-from bench.workloads import RequestPlan, Workload, routes, unavailable
+from bench.workloads import WORKLOADS, RequestPlan, Workload, routes, unavailable
 from db.engine import sqlalchemy_url
 from db.settings import PROJECT_ROOT
 
@@ -302,6 +303,7 @@ def measure_head_of_line(session: Session, workload: Workload) -> Cell:
         meter = UsageMeter(server_pid=service.pid, workers=service.workers, db_pid=session.db_pid)
         with meter:
             ordinary, slow = run_load(loads, port=service.port, seconds=config.duration)
+        baseline = _pgbench_beside(session, loads[1], service.port, connections)
     log.info(
         "  service %-6s c=%-3d %8.0f req/s  p99 %6.1f ms  errors %d;"
         " slow c=%d %6.1f req/s  p50 %6.1f ms  errors %d",
@@ -320,10 +322,66 @@ def measure_head_of_line(session: Session, workload: Workload) -> Cell:
         connections=connections,
         service=ordinary,
         usage=meter.usage(),
+        pgbench=baseline,
         slow=slow,
         slow_connections=config.slow_connections,
-        note="no pgbench: the service's own scheduling is what this measures",
+        note=(
+            "pgbench: PostgreSQL's own `list` while the same slow searches run through the service"
+            if baseline is not None
+            else "no pgbench baseline (no list statement, or no time left)"
+        ),
     )
+
+
+def _pgbench_beside(
+    session: Session, slow_load: tuple[RequestPlan, int], port: int, connections: int
+) -> PgbenchResult | None:
+    """PostgreSQL's own `list` at `connections` clients while the slow searches run as before.
+
+    The same two cores serve wrk, the workers, the slow searches and the lists: this run shows
+    how much of the lists' slowdown is the machine's (the database's own lists slow down too)
+    and how much is the service's.
+    """
+    config = session.config
+    if session.features is None or not session.budget.allows(
+        config.duration + CELL_OVERHEAD_ALLOWANCE
+    ):
+        return None
+    directory = config.work_dir / "pgbench-head-of-line"
+    list_workload = next(w for w in WORKLOADS if w.name == "list")
+    scripts = pgbench.write_scripts(
+        list_workload, session.features, directory, row_security=session.prepared.row_security
+    )
+    if scripts is None:
+        return None
+    plan, slow_connections = slow_load
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # A second longer than pgbench, so the searches cover its whole run.
+        searches = pool.submit(
+            session.generator.run,
+            plan,
+            port=port,
+            connections=slow_connections,
+            seconds=config.duration + 1,
+        )
+        result = pgbench.run(
+            pgbench.binary(),
+            scripts,
+            database_url=session.service_url,
+            connections=connections,
+            seconds=config.duration,
+            tasks=config.tasks,
+            users=config.users,
+            log_dir=directory,
+        )
+        searches.result()
+    log.info(
+        "  pgbench list c=%-3d %8.0f tps      p99 %6.1f ms  beside the slow searches",
+        connections,
+        result.tps,
+        result.latency.p99_ms if result.latency else float("nan"),
+    )
+    return result
 
 
 def _head_of_line_unavailable(session: Session, workload: Workload) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.dataset import HEAVY_USER, LoadStats
 from bench.explain import RUNS as EXPLAIN_RUNS
-from bench.results import Cell, LoadResult
+from bench.results import Cell, LoadResult, PgbenchResult
 from bench.run import GrowthReport, RunReport
 from bench.server import Features
 from bench.targets import TARGET_CONNECTIONS, Verdict, evaluate, evaluate_growth
@@ -160,7 +160,24 @@ def head_of_line_table(report: RunReport) -> str | None:
     rows.append(
         _latency_row(f"the heavy user's search, `q={word}`", cell.slow_connections, cell.slow)
     )
+    if cell.pgbench is not None:
+        rows.append(_pgbench_row(cell.connections, cell.pgbench))
     return "\n".join(rows)
+
+
+def _pgbench_row(connections: int, result: PgbenchResult) -> str:
+    latency = result.latency
+    columns = [
+        "PostgreSQL's own `list` (pgbench), while the heavy user searches through the service",
+        str(connections),
+        _num(result.tps, 1),
+        _num(latency.p50_ms if latency else None, 2),
+        _num(latency.p99_ms if latency else None, 2),
+        _num(latency.p999_ms if latency else None, 2),
+        _num(latency.max_ms if latency else None, 2),
+        str(result.failed),
+    ]
+    return "| " + " | ".join(columns) + " |"
 
 
 def facts(report: RunReport) -> str:

@@ -87,6 +87,8 @@ def head_of_line_verdict(cell: Cell | None) -> Verdict:
         f" {cell.slow_connections} slow: {cell.slow.rps:.1f} req/s, p50"
         f" {cell.slow.latency.p50_ms:.0f} ms)"
     )
+    if cell.pgbench is not None and cell.pgbench.latency is not None:
+        measured += f"; pgbench's own `list` meanwhile: p99 {cell.pgbench.latency.p99_ms:.1f} ms"
     if latency.p99_ms < HEAD_OF_LINE_P99_MS:
         return Verdict(HEAD_OF_LINE_LABEL, required, measured, "met")
     over = latency.p99_ms / HEAD_OF_LINE_P99_MS

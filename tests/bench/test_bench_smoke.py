@@ -108,6 +108,8 @@ def test_head_of_line_runs_both_kinds_of_request_when_the_api_can_search(
     assert cell["slow"]["requests"] > 0
     assert cell["slow"]["socket_errors"] + cell["slow"]["non_2xx"] == 0
     assert cell["slow_connections"] >= 1
+    assert cell["pgbench"]["transactions"] > 0, cell["note"]  # the database's own lists meanwhile
+    assert cell["pgbench"]["failed"] == 0
 
 
 def test_the_smoke_run_measures_the_slow_search_and_judges_head_of_line(
