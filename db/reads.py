@@ -85,6 +85,11 @@ class ReadPool:
             open=False,
             check=_refuse_closed,
             timeout=settings.pool_timeout_seconds,
+            # The pool retries a failed connect in the background with doubling delays; it stops
+            # after this long, and the next request starts a fresh attempt. Kept as short as a
+            # request's wait, so a database that comes back is used within a second or two
+            # instead of after a delay grown long during the outage.
+            reconnect_timeout=settings.pool_timeout_seconds,
             max_lifetime=settings.pool_recycle_seconds,
             name="reads",
         )
