@@ -121,7 +121,8 @@ class ReadPool:
                     return await self._fetch_once(conn, user_id, sql, params)
                 except psycopg.OperationalError:
                     # On a live connection the statement itself failed (a timeout, say): that
-                    # is the answer. A dead one never ran it: try another connection.
+                    # is the answer. On a dead one it may or may not have run, and a read
+                    # changes nothing either way: send it again on another connection.
                     if not conn.closed or attempt == READ_ATTEMPTS:
                         raise
             delay = READ_RETRY_BASE_SECONDS * 3 ** (attempt - 1) * random.uniform(0.5, 1.5)  # noqa: S311
