@@ -8,13 +8,21 @@ as the literals psycopg2 would interpolate.
 
 import re
 from datetime import date
+from typing import Any
 
 from sqlalchemy import Insert, Update
 from sqlalchemy.dialects.postgresql import psycopg2
 
 from bench.server import Features
 from bench.workloads import CREATE_BODY, LIST_LIMIT, SEARCH_WORD, Kind
-from commands.tasks import CreateTask, ToggleTask, create_statement, toggle_statement
+from commands.tasks import (
+    CreateTask,
+    ToggleTask,
+    address,
+    create_binds,
+    create_statement,
+    toggle_statement,
+)
 from db.engine import SET_USER_SQL, Timeouts
 from queries import tasks as task_queries
 
@@ -49,11 +57,11 @@ def _literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def orm_sql(statement: Insert | Update) -> str:
-    """What the service sends for `statement`, with its values written in."""
+def orm_sql(statement: Insert | Update, binds: dict[str, Any]) -> str:
+    """What the service sends for `statement` with `binds`, the values written in."""
     compiled = statement.compile(dialect=psycopg2.dialect())  # type: ignore[no-untyped-call]
     sql = str(compiled)
-    for name, value in compiled.params.items():
+    for name, value in (compiled.params | binds).items():
         sql = sql.replace("%(" + name + ")s", _literal(value))
     return sql.replace("%%", "%")
 
@@ -63,11 +71,12 @@ def create_sql() -> str:
     cmd = CreateTask(
         user_id=_USER_STAND_IN, title=body["title"], due_date=date.fromisoformat(body["due_date"])
     )
-    return orm_sql(create_statement(cmd))
+    return orm_sql(create_statement(), create_binds(cmd))
 
 
 def toggle_sql() -> str:
-    return orm_sql(toggle_statement(ToggleTask(user_id=_USER_STAND_IN, task_id=_TASK_STAND_IN)))
+    cmd = ToggleTask(user_id=_USER_STAND_IN, task_id=_TASK_STAND_IN)
+    return orm_sql(toggle_statement(conditional=False), address(cmd))
 
 
 def inline(sql: str, literals: dict[str, str]) -> str:

@@ -6,6 +6,7 @@ writer. Only when that statement matches nothing does a handler look again, to s
 """
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Insert,
     Update,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import Session, col
 
 from commands.errors import TaskNotFound, VersionConflict
@@ -86,27 +89,45 @@ class SetTaskCompletion(TaskWrite):
     completed: bool
 
 
-def create_statement(cmd: CreateTask) -> Insert:
+# Each statement is built once per shape, with bind parameters, and reused: building one per
+# request, with its cache key, took ~0.1 ms, a tenth of a write's CPU. Binds are prefixed with
+# `p_`: SQLAlchemy keeps a column's own name for its VALUES and SET clauses.
+Binds = dict[str, Any]
+_CREATED = (
+    "user_id",
+    "title",
+    "description",
+    "completed",
+    "completed_at",
+    "due_date",
+    "due_at",
+    "priority",
+    "tags",
+)
+
+
+@functools.cache
+def create_statement() -> Insert:
     # One INSERT ... RETURNING, like every other write: no unit-of-work flush for one row.
-    return (
-        insert(Task)
-        .values(
-            user_id=cmd.user_id,
-            title=cmd.title,
-            description=cmd.description,
-            completed=False,
-            completed_at=None,
-            due_date=cmd.due_date,
-            due_at=cmd.due_at,
-            priority=PRIORITY_RANK[cmd.priority],
-            tags=list(cmd.tags),
-        )
-        .returning(Task)
-    )
+    return insert(Task).values({name: bindparam("p_" + name) for name in _CREATED}).returning(Task)
+
+
+def create_binds(cmd: CreateTask) -> Binds:
+    return {
+        "p_user_id": cmd.user_id,
+        "p_title": cmd.title,
+        "p_description": cmd.description,
+        "p_completed": False,
+        "p_completed_at": None,
+        "p_due_date": cmd.due_date,
+        "p_due_at": cmd.due_at,
+        "p_priority": PRIORITY_RANK[cmd.priority],
+        "p_tags": list(cmd.tags),
+    }
 
 
 def create_task(cmd: CreateTask, session: Session) -> Task:
-    task: Task = session.execute(create_statement(cmd)).scalar_one()
+    task: Task = session.execute(create_statement(), create_binds(cmd)).scalar_one()
     return task
 
 
@@ -130,8 +151,17 @@ def update_task(cmd: UpdateTask, session: Session) -> Task:
         fields.setdefault("due_at", None)
     if not fields:
         return current_or_raise(session, cmd)
-    differs = or_(*(getattr(Task, name).is_distinct_from(value) for name, value in fields.items()))
-    return change(session, cmd, fields, only_if=differs)
+    statement = update_statement(tuple(sorted(fields)), cmd.if_version is not None)
+    binds = address(cmd) | {"p_" + name: value for name, value in fields.items()}
+    return change(session, cmd, statement, binds)
+
+
+@functools.cache
+def update_statement(fields: tuple[str, ...], conditional: bool) -> Update:
+    """Set `fields` (binds `p_<field>`), unless each already has its new value."""
+    values: dict[str, Any] = {name: bindparam("p_" + name) for name in fields}
+    differs = or_(*(getattr(Task, name).is_distinct_from(values[name]) for name in fields))
+    return change_statement(conditional, values, only_if=differs)
 
 
 _TOGGLED = {
@@ -140,49 +170,69 @@ _TOGGLED = {
 }
 
 
-def toggle_statement(cmd: ToggleTask) -> Update:
-    return change_statement(cmd, _TOGGLED)
+@functools.cache
+def toggle_statement(conditional: bool) -> Update:
+    return change_statement(conditional, _TOGGLED)
 
 
 def toggle_task(cmd: ToggleTask, session: Session) -> Task:
-    return change(session, cmd, _TOGGLED)
+    return change(session, cmd, toggle_statement(cmd.if_version is not None), address(cmd))
+
+
+@functools.cache
+def completion_statement(completed: bool, conditional: bool) -> Update:
+    values = {"completed": completed, "completed_at": func.now() if completed else None}
+    return change_statement(
+        conditional, values, only_if=col(Task.completed).is_distinct_from(completed)
+    )
 
 
 def set_task_completion(cmd: SetTaskCompletion, session: Session) -> Task:
-    values = {"completed": cmd.completed, "completed_at": func.now() if cmd.completed else None}
-    return change(session, cmd, values, only_if=col(Task.completed).is_distinct_from(cmd.completed))
+    statement = completion_statement(cmd.completed, cmd.if_version is not None)
+    return change(session, cmd, statement, address(cmd))
+
+
+@functools.cache
+def delete_statement(conditional: bool) -> ReturningDelete[Task]:
+    return delete(Task).where(addressed(conditional)).returning(Task)
 
 
 def delete_task(cmd: DeleteTask, session: Session) -> Task:
-    statement = delete(Task).where(addressed(cmd)).returning(Task)
-    task: Task | None = session.execute(statement).scalar_one_or_none()
+    statement = delete_statement(cmd.if_version is not None)
+    task: Task | None = session.execute(statement, address(cmd)).scalar_one_or_none()
     return task if task is not None else current_or_raise(session, cmd)
 
 
-def addressed(cmd: TaskWrite) -> ColumnElement[bool]:
-    """The caller's task, at one of the expected versions when the write is conditional."""
-    where = and_(col(Task.user_id) == cmd.user_id, col(Task.id) == cmd.task_id)
-    if cmd.if_version is not None:
-        where = and_(where, col(Task.version).in_(cmd.if_version))
+def addressed(conditional: bool) -> ColumnElement[bool]:
+    """The caller's task (binds `p_user_id`, `p_task_id`), at one of the expected versions
+    (`p_versions`) when the write is conditional."""
+    where = and_(
+        col(Task.user_id) == bindparam("p_user_id"), col(Task.id) == bindparam("p_task_id")
+    )
+    if conditional:
+        where = and_(where, col(Task.version).in_(bindparam("p_versions", expanding=True)))
     return where
 
 
-def change(
-    session: Session,
-    cmd: TaskWrite,
-    values: Mapping[str, Any],
-    *,
-    only_if: ColumnElement[bool] | None = None,
-) -> Task:
-    """Apply `values` and bump version and updated_at, unless `only_if` says nothing changes."""
-    task: Task | None = session.execute(change_statement(cmd, values, only_if)).scalar_one_or_none()
+def address(cmd: TaskWrite) -> Binds:
+    """The binds of `addressed` for `cmd`."""
+    binds: Binds = {"p_user_id": cmd.user_id, "p_task_id": cmd.task_id}
+    if cmd.if_version is not None:
+        binds["p_versions"] = sorted(cmd.if_version)
+    return binds
+
+
+def change(session: Session, cmd: TaskWrite, statement: Update, binds: Binds) -> Task:
+    """Run a change statement; when it matched nothing, say why (or return the task as is)."""
+    task: Task | None = session.execute(statement, binds).scalar_one_or_none()
     return task if task is not None else current_or_raise(session, cmd)
 
 
 def change_statement(
-    cmd: TaskWrite, values: Mapping[str, Any], only_if: ColumnElement[bool] | None = None
+    conditional: bool, values: Mapping[str, Any], only_if: ColumnElement[bool] | None = None
 ) -> Update:
-    where = addressed(cmd) if only_if is None else and_(addressed(cmd), only_if)
+    """Apply `values` and bump version and updated_at, unless `only_if` says nothing changes."""
+    where = addressed(conditional) if only_if is None else and_(addressed(conditional), only_if)
     return (
         update(Task)
         .where(where)
