@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.workloads import LIST_LIMIT
-from db.engine import SET_USER_SQL, Timeouts, sqlalchemy_url
+from db.engine import act_as, sqlalchemy_url
 from queries import tasks as task_queries
 
 RUNS = 3
@@ -51,7 +51,7 @@ def search_cost(url: str, *, user: str, word: str) -> SearchCost:
     try:
         for _ in range(RUNS):
             with engine.begin() as conn:
-                conn.execute(SET_USER_SQL, {"user_id": user, **Timeouts().parameters()})
+                act_as(conn, user)
                 explain = text("EXPLAIN (ANALYZE, FORMAT JSON) " + statement)
                 plans.append(conn.execute(explain, binds).scalar_one()[0])
     finally:

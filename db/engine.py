@@ -6,6 +6,7 @@ so a pooled connection (or a PgBouncer/Neon pooler backend) never carries one us
 another client's transaction. See docs/adr/0003-authentication-and-row-level-security.md.
 """
 
+import re
 import select
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,15 @@ class Timeouts:
 
     def parameters(self) -> dict[str, str]:
         return {"statement_timeout": f"{self.statement_ms}ms", "lock_timeout": f"{self.lock_ms}ms"}
+
+    def binds(self, user_id: str) -> dict[str, str]:
+        """SET_USER_SQL's binds: the caller, under these timeouts."""
+        return {"user_id": user_id, **self.parameters()}
+
+
+def act_as(conn: Connection, user_id: str, timeouts: Timeouts | None = None) -> None:
+    """Name the caller (and the timeouts) for the rest of `conn`'s transaction."""
+    conn.execute(SET_USER_SQL, (timeouts or Timeouts()).binds(user_id))
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -128,12 +138,9 @@ def write_as(session: Session, user_id: str) -> None:
     session.info[USER_OPTION] = user_id
 
 
-# psycopg2's paramstyle: glued in front of a statement that is already compiled.
-_SET_USER_PREFIX = (
-    "SELECT set_config('app.user_id', %(taskapi_user_id)s, true),"
-    " set_config('statement_timeout', %(taskapi_statement_timeout)s, true),"
-    " set_config('lock_timeout', %(taskapi_lock_timeout)s, true); "
-)
+# SET_USER_SQL in psycopg2's paramstyle, to glue in front of a statement already compiled; its
+# binds renamed (`taskapi_user_id`, ...) so that they cannot meet the statement's own.
+_SET_USER_PREFIX = re.sub(r":(\w+)", r"%(taskapi_\1)s", SET_USER_SQL.text) + "; "
 _PENDING_SETTINGS = "taskapi_pending_settings"
 """`Connection.info` key: the settings a transaction must apply before its first statement."""
 
@@ -144,12 +151,9 @@ def _set_user_for_transaction(
 ) -> None:
     user_id = session.info.get(USER_OPTION)
     if user_id is not None:
-        timeouts = (session.info.get(TIMEOUTS_OPTION) or Timeouts()).parameters()
-        connection.info[_PENDING_SETTINGS] = {
-            "taskapi_user_id": user_id,
-            "taskapi_statement_timeout": timeouts["statement_timeout"],
-            "taskapi_lock_timeout": timeouts["lock_timeout"],
-        }
+        timeouts: Timeouts = session.info.get(TIMEOUTS_OPTION) or Timeouts()
+        binds = timeouts.binds(user_id)
+        connection.info[_PENDING_SETTINGS] = {"taskapi_" + name: binds[name] for name in binds}
 
 
 @event.listens_for(Engine, "before_cursor_execute", retval=True)

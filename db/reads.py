@@ -19,16 +19,10 @@ from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import make_url
 
-from db.engine import Timeouts, has_unread_input
+from db.engine import SET_USER_SQL, Timeouts, has_unread_input
 from db.settings import Settings
 
 Row = tuple[Any, ...]
-
-SET_USER = (
-    "SELECT set_config('app.user_id', %s, true),"
-    " set_config('statement_timeout', %s, true),"
-    " set_config('lock_timeout', %s, true)"
-)
 
 READ_ATTEMPTS = 3
 """A read whose connection turns out to be dead is sent again on another one, at most this
@@ -72,8 +66,7 @@ class ReadPool:
     """Autocommit connections for the query side, shared by every request of a worker."""
 
     def __init__(self, settings: Settings) -> None:
-        timeouts = Timeouts.from_settings(settings).parameters()
-        self._limits = (timeouts["statement_timeout"], timeouts["lock_timeout"])
+        self._timeouts = Timeouts.from_settings(settings)
         self._prepare = settings.prepared_statements
         self._pool = AsyncConnectionPool(
             libpq_url(settings.read_url()),
@@ -137,7 +130,9 @@ class ReadPool:
         params: Mapping[str, Any],
     ) -> list[Row]:
         async with conn.pipeline():
-            await conn.execute(SET_USER, (user_id, *self._limits), prepare=self._prepare)
+            await conn.execute(
+                psycopg_sql(SET_USER_SQL), self._timeouts.binds(user_id), prepare=self._prepare
+            )
             cursor = await conn.execute(sql, params, prepare=self._prepare)
         return await cursor.fetchall()
 

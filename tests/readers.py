@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, text
 
 from db import embedded
-from db.engine import SET_USER_SQL, Timeouts
+from db.engine import act_as
 from db.reads import Row
 
 
@@ -36,5 +36,5 @@ class ConnectionReader:
 
     async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]:
         with as_app_role(self.conn, self.app_role):
-            self.conn.execute(SET_USER_SQL, {"user_id": self.user_id, **Timeouts().parameters()})
+            act_as(self.conn, self.user_id)
             return [tuple(row) for row in self.conn.execute(statement, params)]

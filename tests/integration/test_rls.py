@@ -12,17 +12,13 @@ import queries.tasks
 from commands.dispatch import dispatch
 from commands.errors import TaskNotFound
 from commands.tasks import CreateTask, DeleteTask, ToggleTask
-from db.engine import SET_USER_SQL, Timeouts, make_write_engine, write_as
+from db.engine import act_as, make_write_engine, write_as
 from db.reads import ReadPool
 from db.settings import Settings
 from tests.readers import ConnectionReader
 
 INSERT = text("INSERT INTO tasks (user_id, title) VALUES (:user_id, :title)")
 CURRENT_USER_SETTING = text("SELECT current_setting('app.user_id', true)")
-
-
-def act_as(conn: Connection, user_id: str) -> None:
-    conn.execute(SET_USER_SQL, {"user_id": user_id, **Timeouts().parameters()})
 
 
 @pytest.fixture
