@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from db import embedded
-from db.engine import sqlalchemy_url
+from db.engine import libpq_url, sqlalchemy_url
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,6 @@ def row_security(engine: Engine) -> bool:
     """Does a policy guard `tasks`? Then the service names the caller before each statement."""
     with engine.connect() as conn:
         return bool(conn.execute(ROW_SECURITY_SQL).scalar())
-
-
-def libpq_url(url: str, database: str | None = None) -> str:
-    """A `postgresql://` URL libpq (pgbench) and psycopg2 both accept, for `database` if given."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 def admin_engine(server: PostgresServer) -> Engine:

@@ -57,10 +57,22 @@ def act_as(conn: Connection, user_id: str, timeouts: Timeouts | None = None) -> 
     conn.execute(SET_USER_SQL, (timeouts or Timeouts()).binds(user_id))
 
 
+def _with_driver(url: str, drivername: str, database: str | None = None) -> str:
+    """Accept the `postgres://`, `postgresql://` and `postgresql+driver://` forms."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername=drivername)
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
 def sqlalchemy_url(url: str) -> str:
-    """Accept the `postgres://` and `postgresql://` forms and pin the psycopg2 driver."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    """`url` for SQLAlchemy, with the psycopg2 driver pinned."""
+    return _with_driver(url, "postgresql+psycopg2")
+
+
+def libpq_url(url: str, database: str | None = None) -> str:
+    """`url` as libpq takes it (psycopg 3, pgbench, psql), for `database` if given."""
+    return _with_driver(url, "postgresql", database)
 
 
 _BYPASSES_RLS = text("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")

@@ -17,9 +17,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
-from sqlalchemy.engine import make_url
 
-from db.engine import SET_USER_SQL, Timeouts, has_unread_input
+from db.engine import SET_USER_SQL, Timeouts, has_unread_input, libpq_url
 from db.settings import Settings
 
 Row = tuple[Any, ...]
@@ -46,12 +45,6 @@ def psycopg_sql(statement: TextClause) -> str:
     if compiled is None:
         compiled = _COMPILED[statement.text] = str(statement.compile(dialect=_DIALECT))
     return compiled
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy-style URL (`postgresql+psycopg2://`, `postgres://`) as libpq accepts it."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _refuse_closed(conn: psycopg.AsyncConnection[Any]) -> None:
