@@ -239,16 +239,7 @@ def _pgbench_cell(
     if not session.budget.allows(config.duration + CELL_OVERHEAD_ALLOWANCE):
         return "pgbench skipped: time budget"
     with UsageMeter(server_pid=None, workers=(), db_pid=session.db_pid) as meter:
-        result = pgbench.run(
-            pgbench.binary(),
-            scripts,
-            database_url=session.service_url,
-            connections=connections,
-            seconds=config.duration,
-            tasks=config.tasks,
-            users=config.users,
-            log_dir=directory,
-        )
+        result = _run_pgbench(session, scripts, connections, directory)
     db_cpu = meter.usage().db_cpu_s
     if db_cpu is not None and result.transactions:
         result = replace(result, db_cpu_ms_per_tx=1000 * db_cpu / result.transactions)
@@ -260,6 +251,23 @@ def _pgbench_cell(
         result.failed,
     )
     return result
+
+
+def _run_pgbench(
+    session: Session, scripts: list[str], connections: int, directory: Path
+) -> PgbenchResult:
+    """pgbench on `scripts` as the service's role, for the run's duration and dataset."""
+    config = session.config
+    return pgbench.run(
+        pgbench.binary(),
+        scripts,
+        database_url=session.service_url,
+        connections=connections,
+        seconds=config.duration,
+        tasks=config.tasks,
+        users=config.users,
+        log_dir=directory,
+    )
 
 
 def measure_head_of_line(session: Session, workload: Workload) -> Cell:
@@ -364,16 +372,7 @@ def _pgbench_beside(
             connections=slow_connections,
             seconds=config.duration + 1,
         )
-        result = pgbench.run(
-            pgbench.binary(),
-            scripts,
-            database_url=session.service_url,
-            connections=connections,
-            seconds=config.duration,
-            tasks=config.tasks,
-            users=config.users,
-            log_dir=directory,
-        )
+        result = _run_pgbench(session, scripts, connections, directory)
         searches.result()
     log.info(
         "  pgbench list c=%-3d %8.0f tps      p99 %6.1f ms  beside the slow searches",

@@ -54,7 +54,11 @@ def _literal(value: object) -> str:
         return str(value)
     if isinstance(value, list):
         return _literal("{" + ",".join('"' + str(item) + '"' for item in value) + "}")
-    return "'" + str(value).replace("'", "''") + "'"
+    return _quoted(str(value))
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def orm_sql(statement: Insert | Update, binds: dict[str, Any]) -> str:
@@ -82,7 +86,7 @@ def toggle_sql() -> str:
 def inline(sql: str, literals: dict[str, str]) -> str:
     """Write string binds in as quoted literals; the other `:name`s stay pgbench variables."""
     for name, value in literals.items():
-        quoted = "'" + value.replace("'", "''") + "'"
+        quoted = _quoted(value)
         # Backslashes are the only special characters in a replacement string.
         sql = re.sub(r"(?<!:):" + name + r"\b", quoted.replace("\\", "\\\\"), sql)
     return sql
