@@ -88,32 +88,21 @@ def bypasses_row_security(url: str) -> bool:
         engine.dispose()
 
 
-def _pool_options(settings: Settings) -> dict[str, Any]:
+def make_write_engine(settings: Settings) -> Engine:
     # connect_timeout is a libpq connection parameter, not a server startup option, so poolers
     # accept it. Dead connections are caught at checkout: by pre-ping (the default), or without
     # a round trip by a socket check when POOL_PRE_PING is off (see below, and ADR 0006).
-    return {
-        "pool_size": settings.pool_size,
-        "max_overflow": settings.max_overflow,
-        "pool_recycle": settings.pool_recycle_seconds,
-        "connect_args": {"connect_timeout": settings.connect_timeout_seconds},
-    }
-
-
-def _pooled_engine(url: str, settings: Settings, **options: Any) -> Engine:
     engine = create_engine(
-        sqlalchemy_url(url),
+        sqlalchemy_url(settings.write_url()),
         pool_pre_ping=settings.pool_pre_ping,
-        **_pool_options(settings),
-        **options,
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_recycle=settings.pool_recycle_seconds,
+        connect_args={"connect_timeout": settings.connect_timeout_seconds},
     )
     if not settings.pool_pre_ping:
         discard_closed_connections(engine)
     return engine
-
-
-def make_write_engine(settings: Settings) -> Engine:
-    return _pooled_engine(settings.write_url(), settings)
 
 
 def has_unread_input(dbapi_connection: Any) -> bool:
