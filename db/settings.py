@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # `taskapi serve` generates one for its workers; a bare app generates its own.
     cursor_secret: SecretStr | None = None
 
+    # Browsers: origins whose pages may call the API (CORS); see README "Calling it from a browser".
+    cors_origins: str | None = None
+    """Comma-separated exact origins (`https://app.example.com`); `*` only with AUTH_MODE=none."""
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")
@@ -75,6 +79,9 @@ class Settings(BaseSettings):
 
     def migration_url(self) -> str:
         return self.migration_database_url or self.write_url()
+
+    def allowed_origins(self) -> list[str]:
+        return [origin.strip() for origin in (self.cors_origins or "").split(",") if origin.strip()]
 
     def algorithms(self) -> list[str]:
         return [name.strip() for name in self.auth_algorithms.split(",") if name.strip()]
