@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # `taskapi serve` generates one for its workers; a bare app generates its own.
     cursor_secret: SecretStr | None = None
 
+    # JWKS fetching (docs/adr/0011): how long a request whose key id is not cached waits for the
+    # fetch in flight before it is answered 401 (keys known) or 503 (none yet).
+    auth_jwks_wait_seconds: float = Field(default=1.0, ge=0)
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")
