@@ -195,7 +195,7 @@ def test_a_cached_kid_is_answered_at_once_while_a_stale_refresh_hangs(fake: Fake
     started = time.monotonic()
     for _ in range(20):
         assert keys.key_for("k1").key_id == "k1"
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1  # not even one 5 s wait
     fake.release()
     assert fake.fetches == 2  # one refresh for all twenty
 
@@ -256,7 +256,7 @@ def test_requests_beyond_the_waiting_limit_are_answered_without_waiting(fake: Fa
         started = time.monotonic()
         with pytest.raises(NotAuthenticated):
             keys.key_for("one-more")
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 1  # not the 5 s wait
         fake.release()
         for wait in waits:
             with pytest.raises(NotAuthenticated):
