@@ -88,7 +88,7 @@ def test_a_malformed_conditional_header_is_422_naming_it_never_412(
     body = None if method == "GET" else {"title": "lost"}
 
     # As bytes: a client may send any octets (here UTF-8), which the server reads as Latin-1.
-    response = client.request(method, url(task), json=body, headers={header: tag.encode()})
+    response = client.request(method, url(task), json=body, headers={header.encode(): tag.encode()})
 
     problem = assert_problem(response, 422)
     assert problem["type"] == "/problems/validation"
