@@ -3,7 +3,7 @@
 import re
 import unicodedata
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from commands.tasks import TaskChanges
 from db.models import (
     DESCRIPTION_MAX,
     PRIORITIES,
@@ -251,6 +252,13 @@ class TaskUpdate(BaseModel):
     """`null` or `[]` removes every tag."""
 
     _one_kind_of_due = field_validator("due_at")(_refuse_both_dues)
+
+    def changes(self) -> TaskChanges:
+        """The fields the client sent, as the update command carries them."""
+        sent = self.model_dump(exclude_unset=True)
+        if "tags" in sent:
+            sent["tags"] = tuple(sent["tags"] or ())
+        return cast(TaskChanges, sent)
 
     @field_validator("title", "priority", mode="before")
     @classmethod

@@ -32,7 +32,6 @@ from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound
 from commands.idempotency import IdempotencyKey, StoredResponse, fingerprint
 from commands.tasks import (
-    UNSET,
     CreateTask,
     DeleteTask,
     SetTaskCompletion,
@@ -177,23 +176,6 @@ async def read_task(
     return Response(task_json(row), headers=headers, media_type="application/json")
 
 
-def update_command(
-    user_id: str, task_id: int, body: TaskUpdate, if_match: str | None
-) -> UpdateTask:
-    sent = body.model_fields_set
-    return UpdateTask(
-        user_id=user_id,
-        task_id=task_id,
-        if_version=if_match_versions(if_match),
-        title=body.title if "title" in sent and body.title is not None else UNSET,
-        description=body.description if "description" in sent else UNSET,
-        due_date=body.due_date if "due_date" in sent else UNSET,
-        due_at=body.due_at if "due_at" in sent else UNSET,
-        priority=body.priority if "priority" in sent and body.priority is not None else UNSET,
-        tags=tuple(body.tags or ()) if "tags" in sent else UNSET,
-    )
-
-
 # PUT and PATCH (a JSON Merge Patch of our flat task) are the same partial update (ADR 0004).
 @router.put(
     "/{task_id}",
@@ -225,7 +207,13 @@ def update_task(
     session: SessionDep,
     if_match: IfMatch = None,
 ) -> Response:
-    return send(task_response(dispatch(update_command(user_id, task_id, body, if_match), session)))
+    cmd = UpdateTask(
+        user_id=user_id,
+        task_id=task_id,
+        if_version=if_match_versions(if_match),
+        changes=body.changes(),
+    )
+    return send(task_response(dispatch(cmd, session)))
 
 
 @router.delete(
