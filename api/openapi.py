@@ -32,6 +32,18 @@ def _describe_response(status: str, response: dict[str, Any]) -> None:
         response["content"] = {PROBLEM_JSON: _PROBLEM}
 
 
+def _optional_body_not_null(operation: dict[str, Any]) -> None:
+    """An optional body is declared optional (`required: false`), not as "X or null": a
+    generated client would send a JSON null for a body the caller left out."""
+    body = operation.get("requestBody")
+    if body is None or body.get("required"):
+        return
+    for media in body.get("content", {}).values():
+        options = media.get("schema", {}).get("anyOf", [])
+        if len(options) == 2 and {"type": "null"} in options:
+            media["schema"] = next(option for option in options if option != {"type": "null"})
+
+
 def describe_service(app: FastAPI) -> None:
     """Every 4xx/5xx response is `Problem` as application/problem+json; every response names
     the headers it carries."""
@@ -43,6 +55,7 @@ def describe_service(app: FastAPI) -> None:
         schema = build()
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
+                _optional_body_not_null(operation)
                 for status, response in operation.get("responses", {}).items():
                     _describe_response(status, response)
         components = schema.get("components", {})

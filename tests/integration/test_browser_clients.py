@@ -388,3 +388,11 @@ def test_every_operation_has_a_named_operation_id(spec: dict[str, Any]) -> None:
     assert "checkLiveness" in ids
     assert "checkReadiness" in ids
     assert all("_" not in operation_id for operation_id in ids)
+
+
+def test_an_optional_body_is_declared_optional_not_nullable(spec: dict[str, Any]) -> None:
+    complete = spec["paths"]["/api/{user_id}/tasks/{task_id}/complete"]["patch"]
+    body = complete["requestBody"]
+    assert not body.get("required", False)
+    schema = body["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/CompletionBody"}
