@@ -8,6 +8,7 @@ importable. Exit code 0 means every check passed; the last line printed is a JSO
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
@@ -45,6 +46,9 @@ def main(base_url: str, user_id: str, token: str) -> dict[str, object]:
     assert etag == f'"{task.version}"'
     assert created.headers["Location"] == f"/api/{user_id}/tasks/{task.id}"
     assert created.headers.get("X-Request-ID")
+    # Timestamps arrive as datetimes (format: date-time), ready for arithmetic.
+    age = datetime.now(UTC) - task.created_at
+    assert abs(age) < timedelta(minutes=10), task.created_at
 
     ids = [task.id]
     for title in ("two", "three", "four"):
@@ -68,6 +72,15 @@ def main(base_url: str, user_id: str, token: str) -> dict[str, object]:
             break
     assert len(links) == 2, links
     assert sorted(listed) == sorted(ids)
+
+    tagged = create_task.sync_detailed(
+        user_id, client=client, body=TaskCreate(title="tagged", tags=["work"])
+    )
+    assert isinstance(tagged.parsed, TaskOut), tagged.content
+    # List filters are lists in the generated client, sent as a repeated query parameter.
+    filtered = list_tasks.sync_detailed(user_id, client=client, tag=["work", "home"])
+    assert isinstance(filtered.parsed, list), filtered.content
+    assert [row.id for row in filtered.parsed] == [tagged.parsed.id]
 
     updated = update_task.sync_detailed(
         user_id, task.id, client=client, body=TaskUpdate(title="y"), if_match=etag

@@ -66,6 +66,18 @@ def document(api: str) -> bytes:
     return body
 
 
+@pytest.mark.slow
+def test_every_operation_has_an_id_to_name_its_generated_function(document: bytes) -> None:
+    paths = json.loads(document)["paths"]
+    unnamed = [
+        f"{method.upper()} {path}"
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if "operationId" not in operation
+    ]
+    assert unnamed == []
+
+
 def digest(*parts: bytes) -> str:
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
 

@@ -59,6 +59,20 @@ do {
 assert.equal(links.length, 2, `four tasks in pages of two are two pages, got ${links.length}`);
 assert.deepEqual([...listed].sort((a, b) => a - b), [...ids].sort((a, b) => a - b));
 
+const urgent = await client.POST("/api/{user_id}/tasks", {
+  params: { path: user },
+  body: { title: "urgent", priority: "high", tags: ["work"] },
+});
+assert.equal(urgent.response.status, 201);
+assert.ok(urgent.data);
+// List filters are arrays in the generated types: sent as ?priority=high&priority=low.
+const filtered = await client.GET("/api/{user_id}/tasks", {
+  params: { path: user, query: { priority: ["high", "low"], tag: ["work"] } },
+});
+assert.equal(filtered.response.status, 200);
+assert.deepEqual(filtered.data?.map((row) => row.id), [urgent.data.id]);
+assert.ok(Date.now() - Date.parse(urgent.data.created_at) < 600_000, urgent.data.created_at);
+
 const updated = await client.PUT("/api/{user_id}/tasks/{task_id}", {
   params: { path: task, header: { "if-match": etag } },
   body: { title: "y" },
