@@ -175,7 +175,11 @@ Description = Annotated[
     StrictStr, AfterValidator(_clean_description), WithJsonSchema(DESCRIPTION_SCHEMA)
 ]
 DueDate = Annotated[date, BeforeValidator(_iso_date)]
-Timestamp = Annotated[datetime, PlainSerializer(_utc_rfc3339, return_type=str)]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_utc_rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 Instant = Annotated[datetime, BeforeValidator(_instant)]
 """An RFC 3339 date-time with an offset; naive date-times are refused."""
 DateOrInstant = Annotated[date | datetime, BeforeValidator(_date_or_instant)]
@@ -197,10 +201,21 @@ ONE_KIND_OF_DUE: dict[str, Any] = {
 }
 
 
+def _defaults_in_words(schema: dict[str, Any]) -> None:
+    """State request defaults in the description instead of `default`: generators (e.g.
+    openapi-typescript) make a property with a default required in the request type."""
+    schema.update(ONE_KIND_OF_DUE)
+    for prop in schema.get("properties", {}).values():
+        default = prop.pop("default", None)
+        if default is not None:
+            said = "none" if default == [] else f"`{default}`"
+            prop["description"] = (prop.get("description", "") + f" Default: {said}.").strip()
+
+
 class TaskCreate(BaseModel):
     """A new task. Server-owned fields (id, user_id, completed, timestamps) are refused."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_KIND_OF_DUE)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_defaults_in_words)
 
     title: Title
     description: Description | None = None
@@ -223,7 +238,7 @@ class TaskUpdate(BaseModel):
     """A change to a task (PUT, or PATCH as a JSON Merge Patch): fields left out keep their
     values; `null` clears an optional one."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_KIND_OF_DUE)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_defaults_in_words)
 
     # Optional but never null: the schema says "string", so clients and fuzzers see the rule.
     title: Annotated[Title | None, WithJsonSchema(TITLE_SCHEMA)] = None
