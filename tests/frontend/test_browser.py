@@ -182,8 +182,11 @@ def test_a_stale_if_match_gives_the_page_a_readable_problem(steps: dict[str, Any
     stale = steps["stale_update"]
     assert stale["status"] == 412
     assert stale["contentType"] == "application/problem+json"
-    assert stale["body"]["type"].startswith(("http://", "https://", "urn:", "tag:"))
+    assert stale["body"]["type"] == "/problems/version-conflict"
     assert stale["body"]["request_id"] == stale["requestId"]
+    assert stale["body"]["current"] == steps["update"]["body"]
+    described = steps["problem_type"]
+    assert (described["status"], described["body"]["status"]) == (200, 412)
 
 
 @pytest.mark.slow

@@ -61,6 +61,9 @@ try {
     headers: { "If-Match": steps.create.etag },
     body: { title: "lost update" },
   });
+  // A problem's type is a URI reference: resolved against the API, it documents the problem.
+  step = "problem_type";
+  steps.problem_type = await call(new URL(steps.stale_update.body.type, config.api));
 
   const complete = new URL(`${task.pathname}/complete`, config.api);
   step = "toggle";
