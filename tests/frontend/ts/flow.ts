@@ -102,9 +102,11 @@ const reopened = await client.PATCH("/api/{user_id}/tasks/{task_id}/complete", {
 });
 assert.equal(reopened.response.status, 200);
 assert.equal(reopened.data?.completed, false);
+const latest = reopened.response.headers.get("ETag");
+assert.ok(latest, "no ETag on the completion");
 
 const deleted = await client.DELETE("/api/{user_id}/tasks/{task_id}", {
-  params: { path: task, header: { "if-match": reopened.response.headers.get("ETag") } },
+  params: { path: task, header: { "if-match": latest } },
 });
 assert.equal(deleted.response.status, 204);
 const gone = await client.GET("/api/{user_id}/tasks/{task_id}", { params: { path: task } });
