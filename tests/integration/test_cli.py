@@ -58,7 +58,8 @@ def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
         try:
             call(base, "GET", "/openapi.json")
             return
-        except (urllib.error.URLError, ConnectionError):
+        # A worker still starting leaves the connection queued: a read timeout is "not yet".
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
     raise AssertionError(f"taskapi serve did not answer within {STARTUP_SECONDS}s")
 
