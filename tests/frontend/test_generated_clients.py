@@ -35,6 +35,13 @@ PACKAGE = "tasks_api_client"
 """openapi-python-client names the package after the document's title, "Tasks API"."""
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+# What the README's example takes from the app around it: the signed-in session's token and user.
+README_EXAMPLE_PRELUDE = (
+    "declare const token: string;\ndeclare const session: { user: { id: string } };\nexport {};\n"
+)
+
+
 def run(command: list[str], cwd: Path, seconds: float, **env: str) -> str:
     """Run `command`, failing the test with its output unless it exits 0 within `seconds`."""
     path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
@@ -181,6 +188,13 @@ def test_the_generated_typescript_client_type_checks_and_runs_a_frontend_flow(
     # Strict type check and compile in one pass: tsconfig's noEmitOnError leaves no flow to run
     # (and tsc exits non-zero) unless flow.ts type-checks against the generated schema.
     run([str(tools / "tsc"), "-p", "."], TS, 180)
+
+    # The README's example must type-check too, against the same generated schema.
+    example = README.read_text().split("```ts\n", 1)[1].split("```", 1)[0]
+    (TS / "generated" / "readme_example.ts").write_text(
+        README_EXAMPLE_PRELUDE + example.replace('from "./schema"', 'from "./schema.js"')
+    )
+    run([str(tools / "tsc"), "-p", "tsconfig.readme.json"], TS, 180)
 
     user = f"tsclient-{uuid.uuid4().hex[:10]}"
     output = run(["node", "dist/flow.js", api, user, token_for(user)], TS, 120)
