@@ -13,26 +13,20 @@ from zoneinfo import ZoneInfo, available_timezones
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
-from starlette.datastructures import URL
 
-from api.cursors import CursorCodec, binding
 from api.problems import shown
 from api.schemas import TAG_SCHEMA, DateOrInstant, Tag
 from db.models import PRIORITIES, PRIORITY_RANK, TAGS_MAX, Priority
-from db.reads import Reader
 from queries.tasks import (
     DEFAULT_LIMIT,
     DEFAULT_ORDER,
     MAX_SEARCH_TERMS,
     DueBound,
     Order,
-    Position,
     Sort,
     Status,
     TagMode,
     TaskFilters,
-    TaskRow,
-    list_tasks,
 )
 
 MAX_LIMIT = 500
@@ -225,32 +219,3 @@ def due_bound(value: date | datetime, zone: ZoneInfo) -> DueBound:
     if start_of(day, zone) < value and day < date.max:
         day += timedelta(days=1)
     return DueBound(day=day, at=value)
-
-
-async def read_page(
-    reader: Reader, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec
-) -> tuple[list[TaskRow], str | None]:
-    """One page of the list, and the cursor of the next page when more rows remain."""
-    bound_to = binding(user_id, params.bound_parameters())
-    after = None if params.cursor is None else cursors.decode(params.cursor, bound_to)
-    rows = await list_tasks(
-        reader,
-        user_id=user_id,
-        status=params.status,
-        sort=params.sort,
-        order=params.direction(),
-        filters=params.filters(now),
-        limit=params.limit + 1,  # one more than asked: is there a next page?
-        after=after,
-    )
-    if len(rows) <= params.limit:
-        return rows, None
-    last = rows[params.limit - 1]
-    assert last.sort_key is not None
-    return rows[: params.limit], cursors.encode(Position(key=last.sort_key, id=last.id), bound_to)
-
-
-def next_link(url: URL, cursor: str) -> str:
-    """An RFC 8288 Link to the next page: this request's path and query with the new cursor."""
-    following = url.include_query_params(cursor=cursor)
-    return f'<{following.path}?{following.query}>; rel="next"'

@@ -293,3 +293,29 @@ class CompletionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     completed: StrictBool
+
+
+class PriorityCounts(BaseModel):
+    low: int
+    medium: int
+    high: int
+
+
+class TaskStats(BaseModel):
+    total: int
+    pending: int
+    completed: int
+    overdue: int
+    """Pending, and due on a day that has ended in `tz` or at an instant that has passed."""
+    due_today: int
+    """Pending and due today in `tz` (all day, or at any time of today)."""
+    by_priority: PriorityCounts
+
+
+class TagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    tag: str
+    tasks: int
+    """How many of the user's tasks carry the tag."""
+    pending: int

@@ -12,6 +12,7 @@ from api.clock import Now
 from api.deps import CurrentUser, ReaderDep
 from api.list_params import Zone, start_of
 from api.responses import READ_PROBLEMS
+from api.schemas import PriorityCounts, TaskStats
 from queries import stats as queries
 
 router = APIRouter(
@@ -25,23 +26,6 @@ class StatsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tz: Zone = Field("UTC", description="IANA time zone that decides what today is.")
-
-
-class PriorityCounts(BaseModel):
-    low: int
-    medium: int
-    high: int
-
-
-class TaskStats(BaseModel):
-    total: int
-    pending: int
-    completed: int
-    overdue: int
-    """Pending, and due on a day that has ended in `tz` or at an instant that has passed."""
-    due_today: int
-    """Pending and due today in `tz` (all day, or at any time of today)."""
-    by_priority: PriorityCounts
 
 
 def today_in(zone: ZoneInfo, now: Now) -> queries.Today:

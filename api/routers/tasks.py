@@ -1,11 +1,14 @@
 """HTTP routes for tasks: parse, build a command or call a query, respond."""
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, WithJsonSchema
+from starlette.datastructures import URL
 
 from api.clock import Now
+from api.cursors import CursorCodec, binding
 from api.deps import CurrentUser, ReaderDep, SessionDep
 from api.etags import (
     IF_MATCH_SCHEMA,
@@ -14,7 +17,7 @@ from api.etags import (
     if_match_versions,
     none_match,
 )
-from api.list_params import ListParams, next_link, read_page
+from api.list_params import ListParams
 from api.responses import (
     CONDITIONAL,
     ETAG,
@@ -39,7 +42,9 @@ from commands.tasks import (
     UpdateTask,
 )
 from db.models import Task
+from db.reads import Reader
 from queries import tasks as queries
+from queries.tasks import Position, TaskRow
 
 router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=TASK_PROBLEMS)
 
@@ -94,6 +99,35 @@ def run(
         cmd, session, idempotency, lambda task: task_response(task, status_code)
     )
     return send(stored, replayed=replayed)
+
+
+async def read_page(
+    reader: Reader, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec
+) -> tuple[list[TaskRow], str | None]:
+    """One page of the list, and the cursor of the next page when more rows remain."""
+    bound_to = binding(user_id, params.bound_parameters())
+    after = None if params.cursor is None else cursors.decode(params.cursor, bound_to)
+    rows = await queries.list_tasks(
+        reader,
+        user_id=user_id,
+        status=params.status,
+        sort=params.sort,
+        order=params.direction(),
+        filters=params.filters(now),
+        limit=params.limit + 1,  # one more than asked: is there a next page?
+        after=after,
+    )
+    if len(rows) <= params.limit:
+        return rows, None
+    last = rows[params.limit - 1]
+    assert last.sort_key is not None
+    return rows[: params.limit], cursors.encode(Position(key=last.sort_key, id=last.id), bound_to)
+
+
+def next_link(url: URL, cursor: str) -> str:
+    """An RFC 8288 Link to the next page: this request's path and query with the new cursor."""
+    following = url.include_query_params(cursor=cursor)
+    return f'<{following.path}?{following.query}>; rel="next"'
 
 
 @router.get(
