@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # `taskapi serve` generates one for its workers; a bare app generates its own.
     cursor_secret: SecretStr | None = None
 
+    # Start-up refusals (api/cli.py): a role that bypasses row-level security sees every user's
+    # rows, so `taskapi serve` refuses such a DATABASE_URL or READ_DATABASE_URL unless this is set.
+    allow_rls_bypass: bool = False
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")

@@ -58,7 +58,9 @@ def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
         try:
             call(base, "GET", "/openapi.json")
             return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:
+            # Refused, reset, or timed out in the listen queue while the database starts (serve
+            # listens first, so a second server fails on the port before touching the database).
             time.sleep(0.2)
     raise AssertionError(f"taskapi serve did not answer within {STARTUP_SECONDS}s")
 

@@ -1,0 +1,251 @@
+"""The embedded database's lifecycle with real `taskapi` processes: sharing, signals, backups.
+
+Every server runs on its own temporary DATA_DIR (never the checkout's `.data`) and is stopped by
+process id; the `data_dirs` fixture stops any PostgreSQL a failing test leaves behind.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jwt
+import pytest
+
+from db.embedded import postmaster_pid
+from tests.auth_support import BASE_URL, claims_for
+from tests.integration.test_cli import (
+    SECRET,
+    STARTUP_SECONDS,
+    call,
+    clean_environment,
+    free_port,
+    serving,
+    wait_until_serving,
+)
+
+STOP_SECONDS = 30
+
+
+@pytest.fixture
+def data_dirs(tmp_path: Path) -> Iterator[Callable[[], Path]]:
+    """Fresh DATA_DIRs; afterwards any PostgreSQL still running on one is stopped by pid."""
+    made: list[Path] = []
+
+    def make() -> Path:
+        made.append(tmp_path / f"data-{len(made)}")
+        return made[-1]
+
+    yield make
+    for data_dir in made:
+        leaked = postmaster_pid(data_dir / "postgres")
+        if leaked is not None:
+            os.kill(leaked, signal.SIGINT)
+
+
+def taskapi(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
+    command = [sys.executable, "-m", "api.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, timeout=STARTUP_SECONDS)
+
+
+@pytest.fixture
+def started() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """`taskapi serve` in a session (process group) of its own; killed by pid if still there."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), *args]
+        processes.append(subprocess.Popen(command, env=env, start_new_session=True))
+        wait_until_serving(f"http://127.0.0.1:{port}", processes[-1])
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def group_is_gone(pgid: int) -> bool:
+    """Wait (bounded) until no process is left in the process group `pgid`."""
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def write_and_read(base: str, user: str, title: str) -> None:
+    task = call(base, "POST", f"/api/{user}/tasks", {"title": title})
+    assert call(base, "GET", f"/api/{user}/tasks/{task['id']}") == task
+
+
+@pytest.mark.slow
+def test_a_second_server_on_a_busy_port_says_so_in_one_line_and_stops_nothing(
+    data_dirs: Callable[[], Path],
+) -> None:
+    env = clean_environment(DATA_DIR=str(data_dirs()))
+    with serving(env) as base:
+        port = urlsplit(base).port
+        assert port is not None
+
+        second = taskapi(env, "serve", "--port", str(port))
+
+        assert second.returncode == 2
+        assert second.stderr.decode() == (
+            f"port {port} is in use; stop the other server or use --port\n"
+        )
+        write_and_read(base, "alice", "still served")
+
+
+@pytest.mark.slow
+def test_servers_on_one_data_directory_share_its_database_and_the_last_one_out_stops_it(
+    data_dirs: Callable[[], Path],
+) -> None:
+    data_dir = data_dirs()
+    env = clean_environment(DATA_DIR=str(data_dir))
+    with serving(env) as first:
+        with serving(env) as second:
+            task = call(first, "POST", "/api/alice/tasks", {"title": "written on the first"})
+            assert call(second, "GET", "/api/alice/tasks") == [task]
+        write_and_read(first, "alice", "after the second stopped")
+        assert postmaster_pid(data_dir / "postgres") is not None
+    assert postmaster_pid(data_dir / "postgres") is None
+
+
+@pytest.mark.slow
+def test_migrate_while_serving_migrates_and_leaves_the_server_serving(
+    data_dirs: Callable[[], Path],
+) -> None:
+    env = clean_environment(DATA_DIR=str(data_dirs()))
+    with serving(env) as base:
+        assert taskapi(env, "migrate").returncode == 0
+        write_and_read(base, "alice", "after migrate")
+
+
+@pytest.mark.slow
+def test_a_hang_up_stops_the_server_its_workers_and_its_database(
+    data_dirs: Callable[[], Path], started: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    data_dir = data_dirs()
+    env = clean_environment(DATA_DIR=str(data_dir))
+    port = free_port()
+    server = started(env, port, "--workers", "2")
+    task = call(f"http://127.0.0.1:{port}", "POST", "/api/alice/tasks", {"title": "kept"})
+
+    # What closing the terminal does: SIGHUP to every process of the session's group.
+    os.killpg(server.pid, signal.SIGHUP)
+
+    assert server.wait(timeout=STOP_SECONDS) == 0
+    assert group_is_gone(server.pid), "a worker outlived its master"
+    assert postmaster_pid(data_dir / "postgres") is None
+    with serving(env) as base:
+        assert call(base, "GET", "/api/alice/tasks") == [task]
+
+
+@pytest.mark.slow
+def test_a_killed_server_leaves_its_database_to_the_next_start_which_reuses_and_stops_it(
+    data_dirs: Callable[[], Path], started: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    data_dir = data_dirs()
+    env = clean_environment(DATA_DIR=str(data_dir))
+    port = free_port()
+    server = started(env, port, "--workers", "2")
+    task = call(f"http://127.0.0.1:{port}", "POST", "/api/alice/tasks", {"title": "kept"})
+
+    server.kill()
+    server.wait()
+
+    assert group_is_gone(server.pid), "the workers of a killed master kept running"
+    orphan = postmaster_pid(data_dir / "postgres")
+    assert orphan is not None
+    with serving(env) as base:
+        assert postmaster_pid(data_dir / "postgres") == orphan
+        assert call(base, "GET", "/api/alice/tasks") == [task]
+    assert postmaster_pid(data_dir / "postgres") is None
+
+
+@pytest.mark.slow
+def test_a_backup_restored_into_a_fresh_data_directory_has_every_users_tasks(
+    data_dirs: Callable[[], Path], tmp_path: Path
+) -> None:
+    users = ("alice", "bob", "carol")
+    original = clean_environment(DATA_DIR=str(data_dirs()))
+    backup = tmp_path / "tasks.dump"
+    with serving(original) as base:
+        for user in users:
+            for n in range(3):
+                call(base, "POST", f"/api/{user}/tasks", {"title": f"{user} {n}", "tags": [user]})
+        before = {user: call(base, "GET", f"/api/{user}/tasks") for user in users}
+        # Taken while the server runs: the backup shares its database and leaves it serving.
+        assert taskapi(original, "backup", str(backup)).returncode == 0
+        write_and_read(base, "alice", "after the backup")
+
+    restored = clean_environment(DATA_DIR=str(data_dirs()))
+    assert taskapi(restored, "restore", str(backup)).returncode == 0
+    with serving(restored) as base:
+        after = {user: call(base, "GET", f"/api/{user}/tasks") for user in users}
+    assert after == before
+    assert all(len(tasks) == 3 for tasks in after.values())
+
+
+@pytest.mark.slow
+def test_restore_refuses_a_database_that_already_has_tables(
+    data_dirs: Callable[[], Path], tmp_path: Path
+) -> None:
+    env = clean_environment(DATA_DIR=str(data_dirs()))
+    backup = tmp_path / "tasks.dump"
+    assert taskapi(env, "backup", str(backup)).returncode == 0
+
+    again = taskapi(env, "restore", str(backup))
+
+    assert again.returncode == 2
+    assert b"the database already has tables" in again.stderr
+    assert b"Traceback" not in again.stderr
+
+
+def authenticated(**variables: str) -> dict[str, str]:
+    return clean_environment(
+        AUTH_JWT_SECRET=SECRET, AUTH_ISSUER=BASE_URL, AUTH_AUDIENCE=BASE_URL, **variables
+    )
+
+
+def test_serve_refuses_a_database_url_that_bypasses_row_security(database_url: str) -> None:
+    refused = taskapi(authenticated(DATABASE_URL=database_url), "serve", "--port", str(free_port()))
+
+    assert refused.returncode == 2
+    [line] = refused.stderr.decode().splitlines()
+    assert "DATABASE_URL connects as a superuser or BYPASSRLS role" in line
+    assert "ALLOW_RLS_BYPASS=true" in line
+
+
+def test_serve_refuses_a_read_database_url_that_bypasses_row_security(
+    database_url: str, app_database_url: str
+) -> None:
+    env = authenticated(
+        DATABASE_URL=app_database_url,
+        READ_DATABASE_URL=database_url,
+        MIGRATION_DATABASE_URL=database_url,
+    )
+
+    refused = taskapi(env, "serve", "--port", str(free_port()))
+
+    assert refused.returncode == 2
+    [line] = refused.stderr.decode().splitlines()
+    assert "READ_DATABASE_URL connects as a superuser or BYPASSRLS role" in line
+
+
+def test_serve_with_allow_rls_bypass_serves_on_a_bypassing_database_url(database_url: str) -> None:
+    env = authenticated(DATABASE_URL=database_url, ALLOW_RLS_BYPASS="true")
+    token = jwt.encode(claims_for("rls-bypass"), SECRET, algorithm="HS256")
+    with serving(env) as base:
+        task = call(base, "POST", "/api/rls-bypass/tasks", {"title": "allowed"}, token)
+        assert call(base, "GET", f"/api/rls-bypass/tasks/{task['id']}", token=token) == task
+        call(base, "DELETE", f"/api/rls-bypass/tasks/{task['id']}", token=token)
