@@ -202,6 +202,7 @@ def test_restore_refuses_a_database_that_already_has_tables(
 ) -> None:
     env = clean_environment(DATA_DIR=str(data_dirs()))
     backup = tmp_path / "tasks.dump"
+    assert taskapi(env, "migrate").returncode == 0
     assert taskapi(env, "backup", str(backup)).returncode == 0
 
     again = taskapi(env, "restore", str(backup))
