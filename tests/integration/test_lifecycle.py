@@ -4,6 +4,7 @@ Every server runs on its own temporary DATA_DIR (never the checkout's `.data`) a
 process id; the `data_dirs` fixture stops any PostgreSQL a failing test leaves behind.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,7 +55,7 @@ def taskapi(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[byte
 
 @pytest.fixture
 def started() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """`taskapi serve` in a session (process group) of its own; killed by pid if still there."""
+    """`taskapi serve` in a session (process group) of its own; the group is killed afterwards."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes]:
@@ -65,9 +66,11 @@ def started() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        # The group is the one this fixture made (its id is the server's pid): whatever the code
+        # under test left of it, workers included, goes.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def group_is_gone(pgid: int) -> bool:
