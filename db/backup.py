@@ -5,8 +5,10 @@ itself). Both connect as the migration role, which owns the schema: a dump must 
 rows, so that role must be a superuser or BYPASSRLS (the embedded superuser is).
 """
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -29,6 +31,7 @@ class ClientFailed(BackupError):
     """pg_dump or pg_restore exited non-zero (it has said why on stderr)."""
 
 
+_SERVER_VERSION = text("SHOW server_version_num")
 _HAS_RELATIONS = text(
     """
     SELECT EXISTS (
@@ -49,31 +52,91 @@ def restore(url: str, file: Path) -> None:
     """Load a `backup` into `url`'s database, which must be empty; all or nothing."""
     if not file.is_file():
         raise BackupError(f"no backup file at {file}")
-    if has_relations(url):
-        raise DatabaseNotEmpty(
-            "the database already has tables; restore into a fresh DATA_DIR or an empty database"
-        )
+    version = _empty_database_version(url)
     # --no-owner: the restoring role owns what it creates, as after `taskapi migrate`; the grants
     # to taskapi_app are restored as dumped.
-    _run("pg_restore", url, "--exit-on-error", "--single-transaction", "--no-owner", str(file))
+    script = [str(client_program("pg_restore")), "--no-owner", "--file=-", str(file)]
+    run_script(script, url, version)
 
 
-def has_relations(url: str) -> bool:
+_PSQL_LOAD = ("--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1")
+
+
+def run_script(producer: list[str], url: str, server_version: int) -> None:
+    """Run the SQL that `producer` writes to stdout in one transaction on `url`, with psql.
+
+    A script, not pg_restore straight into the server, so its header can be fitted to a server
+    older than the clients (`_fitted`).
+    """
+    dbname, env = _connection(url)
+    load = [str(client_program("psql")), *_PSQL_LOAD, f"--dbname={dbname}"]
+    with (
+        subprocess.Popen(producer, stdout=subprocess.PIPE) as script,  # noqa: S603
+        subprocess.Popen(load, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env) as psql,  # noqa: S603
+    ):
+        if script.stdout is None or psql.stdin is None:
+            raise RuntimeError("the clients were started without pipes")
+        # A BrokenPipeError means psql stopped at an error; it has said which on stderr.
+        with contextlib.suppress(BrokenPipeError):
+            for line in _fitted(script.stdout, server_version):
+                psql.stdin.write(line)
+        if script.wait() != 0:
+            # A script cut short must not be committed: psql commits at the end of its input,
+            # so it is killed before it sees one, and the server rolls the transaction back.
+            psql.kill()
+        with contextlib.suppress(BrokenPipeError):
+            psql.stdin.close()
+    if script.returncode != 0:
+        raise ClientFailed(f"{Path(producer[0]).name} failed (see above); nothing was loaded")
+    if psql.returncode != 0:
+        raise ClientFailed("psql failed to load the backup (see above); nothing was loaded")
+
+
+_HEADER_LINES = 50
+_NEWER_SETTINGS = {b"SET transaction_timeout = 0;\n": 170000}
+"""Header lines pg_dump >= 17 writes, with the first server version that accepts each."""
+
+
+def _fitted(script: Iterable[bytes], server_version: int) -> Iterator[bytes]:
+    """The script without header settings the target server does not know (it would fail on them).
+
+    Only the header is looked at: further down, a line is table data and must pass unchanged.
+    """
+    for number, line in enumerate(script):
+        if number < _HEADER_LINES and server_version < _NEWER_SETTINGS.get(line, 0):
+            continue
+        yield line
+
+
+def _empty_database_version(url: str) -> int:
+    """The server's version number, if `url`'s database has no tables yet (else refuse)."""
     engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return bool(conn.execute(_HAS_RELATIONS).scalar())
+            if conn.execute(_HAS_RELATIONS).scalar():
+                raise DatabaseNotEmpty(
+                    "the database already has tables; "
+                    "restore into a fresh DATA_DIR or an empty database"
+                )
+            return int(conn.execute(_SERVER_VERSION).scalar_one())
     finally:
         engine.dispose()
 
 
-def _run(program: str, url: str, *arguments: str) -> None:
-    # The password travels in the environment, not the command line other users can list.
+def _connection(url: str) -> tuple[str, dict[str, str]]:
+    """`url` for a client's --dbname, and an environment carrying its password.
+
+    The password travels in the environment, not on the command line other users can list.
+    """
     parsed = make_url(libpq_url(url))
     env = dict(os.environ)
     if parsed.password is not None:
         env["PGPASSWORD"] = str(parsed.password)
-    dbname = parsed.set(password=None).render_as_string(hide_password=False)
+    return parsed.set(password=None).render_as_string(hide_password=False), env
+
+
+def _run(program: str, url: str, *arguments: str) -> None:
+    dbname, env = _connection(url)
     command = [str(client_program(program)), f"--dbname={dbname}", *arguments]
     if subprocess.run(command, env=env, check=False).returncode != 0:  # noqa: S603
         raise ClientFailed(f"{program} failed (see above)")

@@ -10,14 +10,20 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import jwt
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
+from db.backup import ClientFailed, run_script
 from db.embedded import postmaster_pid
+from db.engine import sqlalchemy_url
 from tests.auth_support import BASE_URL, claims_for
 from tests.integration.test_cli import (
     SECRET,
@@ -118,6 +124,7 @@ def test_servers_on_one_data_directory_share_its_database_and_the_last_one_out_s
         with serving(env) as second:
             task = call(first, "POST", "/api/alice/tasks", {"title": "written on the first"})
             assert call(second, "GET", "/api/alice/tasks") == [task]
+            write_and_read(second, "bob", "written on the second")
         write_and_read(first, "alice", "after the second stopped")
         assert postmaster_pid(data_dir / "postgres") is not None
     assert postmaster_pid(data_dir / "postgres") is None
@@ -134,8 +141,14 @@ def test_migrate_while_serving_migrates_and_leaves_the_server_serving(
 
 
 @pytest.mark.slow
-def test_a_hang_up_stops_the_server_its_workers_and_its_database(
-    data_dirs: Callable[[], Path], started: Callable[..., subprocess.Popen[bytes]]
+@pytest.mark.parametrize(
+    ("stop_signal", "exit_status"), [(signal.SIGHUP, 0), (signal.SIGINT, 128 + signal.SIGINT)]
+)
+def test_a_hang_up_or_ctrl_c_stops_the_server_its_workers_and_its_database(
+    data_dirs: Callable[[], Path],
+    started: Callable[..., subprocess.Popen[bytes]],
+    stop_signal: signal.Signals,
+    exit_status: int,
 ) -> None:
     data_dir = data_dirs()
     env = clean_environment(DATA_DIR=str(data_dir))
@@ -143,10 +156,10 @@ def test_a_hang_up_stops_the_server_its_workers_and_its_database(
     server = started(env, port, "--workers", "2")
     task = call(f"http://127.0.0.1:{port}", "POST", "/api/alice/tasks", {"title": "kept"})
 
-    # What closing the terminal does: SIGHUP to every process of the session's group.
-    os.killpg(server.pid, signal.SIGHUP)
+    # What closing the terminal (or Ctrl-C) does: signal every process of the session's group.
+    os.killpg(server.pid, stop_signal)
 
-    assert server.wait(timeout=STOP_SECONDS) == 0
+    assert server.wait(timeout=STOP_SECONDS) == exit_status
     assert group_is_gone(server.pid), "a worker outlived its master"
     assert postmaster_pid(data_dir / "postgres") is None
     with serving(env) as base:
@@ -213,6 +226,92 @@ def test_restore_refuses_a_database_that_already_has_tables(
     assert again.returncode == 2
     assert b"the database already has tables" in again.stderr
     assert b"Traceback" not in again.stderr
+
+
+@pytest.fixture
+def empty_databases(server_url: str, database_url: str) -> Iterator[Callable[[], str]]:
+    """New databases with nothing in them, on the test server, as its superuser; dropped after."""
+    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"taskapi_restore_{uuid.uuid4().hex[:12]}")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{names[-1]}"'))
+        return make_url(database_url).set(database=names[-1]).render_as_string(False)
+
+    yield make
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_backup_and_restore_work_on_a_database_url_server(
+    database_url: str, empty_databases: Callable[[], str], tmp_path: Path
+) -> None:
+    backup = tmp_path / "tasks.dump"
+    target = empty_databases()
+
+    dumped = taskapi(clean_environment(DATABASE_URL=database_url), "backup", str(backup))
+    restored = taskapi(clean_environment(DATABASE_URL=target), "restore", str(backup))
+
+    assert dumped.returncode == 0, dumped.stderr.decode()
+    assert restored.returncode == 0, restored.stderr.decode()
+    assert tables(target) == tables(database_url)
+
+
+FILL = "CREATE TABLE filler AS SELECT n, repeat('x', 100) AS pad FROM generate_series(1, 50000) n"
+
+
+def test_a_backup_cut_short_restores_nothing(
+    empty_databases: Callable[[], str], tmp_path: Path
+) -> None:
+    source, target = empty_databases(), empty_databases()
+    engine = create_engine(sqlalchemy_url(source), poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text(FILL))
+    engine.dispose()
+    backup = tmp_path / "tasks.dump"
+    assert taskapi(clean_environment(DATABASE_URL=source), "backup", str(backup)).returncode == 0
+    # Cut inside the table's data: its CREATE TABLE has reached psql by the time the dump fails.
+    backup.write_bytes(backup.read_bytes()[: backup.stat().st_size * 2 // 3])
+
+    restored = taskapi(clean_environment(DATABASE_URL=target), "restore", str(backup))
+
+    assert restored.returncode == 2
+    assert b"Traceback" not in restored.stderr
+    assert tables(target) == []
+
+
+def test_a_script_whose_producer_fails_after_a_whole_statement_loads_nothing(
+    empty_databases: Callable[[], str],
+) -> None:
+    target = empty_databases()
+    # psql commits what it has read when its input ends; a dump that died cleanly between two
+    # statements (not, as above, inside a row) would otherwise leave half a database behind.
+    failing_dump = ["/bin/sh", "-c", "echo 'CREATE TABLE half_restored ();'; sleep 1; exit 1"]
+
+    with pytest.raises(ClientFailed):
+        run_script(failing_dump, target, server_version=150000)
+
+    assert tables(target) == []
+
+
+def tables(url: str) -> list[tuple[str, int]]:
+    """Every table of the public schema with its row count (as a superuser: all users' rows)."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(text(PUBLIC_TABLES)).scalars().all()
+            return [
+                (n, conn.execute(text(f'SELECT count(*) FROM "{n}"')).scalar_one()) for n in names
+            ]
+    finally:
+        engine.dispose()
+
+
+PUBLIC_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
 
 
 def authenticated(**variables: str) -> dict[str, str]:
