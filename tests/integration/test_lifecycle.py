@@ -261,6 +261,24 @@ def test_backup_and_restore_work_on_a_database_url_server(
     assert tables(target) == tables(database_url)
 
 
+def test_migrations_started_together_on_a_new_database_all_succeed(
+    empty_databases: Callable[[], str],
+) -> None:
+    # What two servers starting at once on a new data directory (or replicas on one
+    # DATABASE_URL) do first: without a lock, all create the same tables and all but one fail.
+    env = clean_environment(DATABASE_URL=empty_databases())
+    command = [sys.executable, "-m", "api.cli", "migrate"]
+    migrations = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE) for _ in range(4)]
+    try:
+        results = [m.communicate(timeout=STARTUP_SECONDS) for m in migrations]
+    finally:
+        for migration in migrations:
+            if migration.poll() is None:
+                migration.kill()
+                migration.wait()
+    assert [m.returncode for m in migrations] == [0, 0, 0, 0], [err for _, err in results]
+
+
 FILL = "CREATE TABLE filler AS SELECT n, repeat('x', 100) AS pad FROM generate_series(1, 50000) n"
 
 
