@@ -23,6 +23,7 @@ import uvicorn
 
 from api.auth.config import auth_mode, auth_unconfigured
 from api.auth.errors import AuthNotConfigured
+from api.cors import DEVELOPMENT_ORIGIN, origins_problem
 from db import backup as backups
 from db import embedded
 from db.engine import bypasses_row_security
@@ -86,9 +87,15 @@ def refuse_to_serve_unauthenticated(settings: Settings) -> None:
     if settings.database_url is None and auth_unconfigured(settings):
         # Workers are separate processes that read their settings from the environment.
         os.environ["AUTH_MODE"] = "none"
+        if settings.cors_origins is None:
+            os.environ["CORS_ORIGINS"] = DEVELOPMENT_ORIGIN
+            log.warning("CORS: pages on %s may call the API (CORS_ORIGINS)", DEVELOPMENT_ORIGIN)
         return
     try:
-        auth_mode(settings)
+        mode = auth_mode(settings)
+        problem = origins_problem(settings.allowed_origins(), authenticated=mode != "none")
+        if problem is not None:
+            raise AuthNotConfigured(problem)
     except AuthNotConfigured as exc:
         log.error("refusing to start: %s", exc)
         raise SystemExit(2) from None
@@ -155,9 +162,10 @@ def claim_port(host: str, port: int, count: int) -> list[socket.socket]:
 def serve(args: argparse.Namespace) -> None:
     install_stop_signals()
     settings = Settings()
-    refuse_to_serve_unauthenticated(settings)
-    # A second server on a busy port must fail here, before it joins (or starts) the database.
+    # A second server on a busy port must fail here, in one line, before it says anything else
+    # or joins (or starts) the database.
     listeners = claim_port(args.host, args.port, args.workers)
+    refuse_to_serve_unauthenticated(settings)
     with database(settings) as running:
         refuse_to_bypass_row_security(running)
         upgrade(running.migration_url())

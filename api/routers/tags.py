@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentUser, ReaderDep
-from api.routers.stats import READ_PROBLEMS
+from api.responses import READ_PROBLEMS
 from queries import tags as queries
 
 router = APIRouter(

@@ -59,9 +59,9 @@ def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
         try:
             call(base, "GET", "/openapi.json")
             return
+        # Refused, reset, or a read timeout on a connection queued while the server starts (serve
+        # listens before the database is up, and a worker still starting leaves it queued).
         except OSError:
-            # Refused, reset, or timed out in the listen queue while the database starts (serve
-            # listens first, so a second server fails on the port before touching the database).
             time.sleep(0.2)
     raise AssertionError(f"taskapi serve did not answer within {STARTUP_SECONDS}s")
 
