@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     # fetch in flight before it is answered 401 (keys known) or 503 (none yet).
     auth_jwks_wait_seconds: float = Field(default=1.0, ge=0)
 
+    # Start-up refusals (api/cli.py): a role that bypasses row-level security sees every user's
+    # rows, so `taskapi serve` refuses such a DATABASE_URL or READ_DATABASE_URL unless this is set.
+    allow_rls_bypass: bool = False
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")
