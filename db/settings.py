@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     # `taskapi serve` generates one for its workers; a bare app generates its own.
     cursor_secret: SecretStr | None = None
 
+    # HTTP server limits for a public deployment (api/http_server.py, docs/adr/0010).
+    http_max_head_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Largest request target plus header fields; beyond it 431 and the connection is closed."""
+    http_max_headers: int = Field(default=100, ge=1)
+    """Most header fields in one request; beyond it 431 and the connection is closed."""
+    http_request_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest a request's head and body may take to arrive, from its first byte; then 408."""
+    http_keep_alive_seconds: float = Field(default=5.0, gt=0)
+    """An idle connection, fresh or between requests, is closed after this long."""
+    http_max_connections: int = Field(default=1000, ge=1)
+    """Connections per worker; a request on any beyond gets 503 with Retry-After, then close."""
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")
