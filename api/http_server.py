@@ -7,6 +7,8 @@ or between requests), then the request deadline from a request's first byte to i
 """
 
 import asyncio
+import logging
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -18,11 +20,15 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from api.errors import problem_response
 from db.settings import Settings
 
+log = logging.getLogger(__name__)
+
 # After a refusal, the rest of what the client is sending is read and dropped for at most this
 # long before the socket closes: closing with unread data sends a reset, and a reset can destroy
 # the refusal in the client's receive buffer before the client has read it.
 LINGER_SECONDS = 2.0
 RETRY_AFTER_SECONDS = 1
+# Descriptors a worker needs besides client connections: database pools, listeners, logs, files.
+RESERVED_DESCRIPTORS = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +51,12 @@ class HttpLimits:
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """`uvicorn.Config` keywords that put the limits in place (picklable: they go to workers)."""
+    """`uvicorn.Config` keywords that put the limits in place (picklable: they go to workers).
+
+    Also lets this process, and the workers it starts, open as many descriptors as the cap needs.
+    """
     limits = HttpLimits.from_settings(settings)
+    allow_descriptors(limits.max_connections + RESERVED_DESCRIPTORS)
     return {
         "http": partial(LimitedHttpToolsProtocol, limits=limits),
         # The protocol keeps its own idle timer too: uvicorn's is armed only after a response
@@ -54,7 +64,30 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": limits.keep_alive_seconds,
         # Counted by the protocol instead, which answers with a problem document.
         "limit_concurrency": None,
+        # The API serves no WebSockets; an upgraded connection would leave these limits behind.
+        "ws": "none",
     }
+
+
+def allow_descriptors(needed: int) -> None:
+    """Raise the soft limit on open files towards `needed`, as far as the hard limit allows.
+
+    Past the limit `accept()` fails, so the connection cap's 503 would never be sent; the soft
+    limit is often 1024 while the hard one is far higher (Go's runtime raises it the same way).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    allowed = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if allowed > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
+    if allowed < needed:
+        log.warning(
+            "open files are limited to %d, fewer than the %d that HTTP_MAX_CONNECTIONS needs: "
+            "lower it or raise the limit (ulimit -n)",
+            allowed,
+            needed,
+        )
 
 
 class HeadTooLarge(Exception):
@@ -66,13 +99,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        # One timer per connection, for whichever deadline is current; moving a deadline later
+        # only assigns a float, so a request costs no timer of its own (see `arm`).
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.expire: Callable[[], None] | None = None
         self.receiving = False  # between a request's first byte and its last
         self.in_head = False  # between a request's first byte and the end of its head
         self.requests_begun = 0
-        self.head_bytes = 0  # request line and header fields, as the parser reports them
-        self.head_chunk_bytes = 0  # whole reads inside one head (see data_received)
-        self.header_count = 0
+        self.read_size = 0
+        self.head_reads = 0  # bytes of the reads the head was open in: at least the head's size
+        self.head_only_reads = 0  # bytes of the reads that were all head: at most its size
         self.over_capacity = False
         self.refusal: Response | None = None
         self.lingering = False
@@ -81,23 +118,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # Decided on arrival, so the first `max_connections` are served however the rest behave.
         self.over_capacity = len(self.connections) > self.limits.max_connections
-        self.set_timer(self.limits.keep_alive_seconds, self.close_idle)
+        self.arm(self.limits.keep_alive_seconds, self.close_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.cancel_timer()
+        self.expire = None
+        if self.timer is not None:
+            self.timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return
+        self.read_size = len(data)
+        inside = self.requests_begun if self.in_head else -1
+        if self.in_head:
+            self.head_reads += self.read_size
+        super().data_received(data)
         # A read that starts and ends inside one request's head is all head. Counted here, a
         # single huge field is refused after at most one read past the limit; the parser would
-        # only report it once complete, after concatenating every piece of it.
-        inside = self.requests_begun if self.in_head else None
-        super().data_received(data)
-        if self.in_head and inside == self.requests_begun and not self.lingering:
-            self.head_chunk_bytes += len(data)
-            if self.head_chunk_bytes > self.limits.max_head_bytes:
+        # report it only once complete, after joining every piece of it.
+        if inside == self.requests_begun and self.in_head and not self.lingering:
+            self.head_only_reads += self.read_size
+            if self.head_only_reads > self.limits.max_head_bytes:
                 self.refuse(self.head_too_large())
 
     # Parser callbacks
@@ -106,24 +148,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.receiving = self.in_head = True
         self.requests_begun += 1
-        self.head_bytes = self.head_chunk_bytes = self.header_count = 0
-        self.set_timer(self.limits.request_timeout_seconds, self.request_too_slow)
+        self.head_reads = self.read_size  # this read holds the head's start
+        self.head_only_reads = 0
+        self.arm(self.limits.request_timeout_seconds, self.request_too_slow)
 
-    def on_url(self, url: bytes) -> None:
-        self.count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        if self.header_count > self.limits.max_headers:
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > self.limits.max_headers:
             self.refusal = problem_response(
                 431, f"The request has more than {self.limits.max_headers} header fields."
             )
             raise HeadTooLarge
-        self.count_head(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
+        # Measured exactly only when the reads it came in could have held too much.
+        too_large = self.head_reads > self.limits.max_head_bytes
+        if too_large and self.head_size() > self.limits.max_head_bytes:
+            self.refusal = self.head_too_large()
+            raise HeadTooLarge
         self.in_head = False
         if self.over_capacity:
             # This connection's only request: the response closes it.
@@ -138,13 +177,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.receiving = False
-        self.cancel_timer()
+        self.expire = None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # The last request read is answered (an earlier one's answer may have started the next).
         if not self.transport.is_closing() and not self.receiving and self.cycle.response_complete:
-            self.set_timer(self.limits.keep_alive_seconds, self.close_idle)
+            self.arm(self.limits.keep_alive_seconds, self.close_idle)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what the parser rejects, as a problem document."""
@@ -152,20 +191,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # Limits
 
-    def count_head(self, size: int) -> None:
-        self.head_bytes += size
-        if self.head_bytes > self.limits.max_head_bytes:
-            self.refusal = self.head_too_large()
-            raise HeadTooLarge
+    def head_size(self) -> int:
+        """The request target and header fields, with ": " and CRLF for each field."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def head_too_large(self) -> Response:
         return problem_response(
             431,
-            f"The request line and header fields exceed {self.limits.max_head_bytes} bytes.",
+            f"The request target and header fields exceed {self.limits.max_head_bytes} bytes.",
         )
 
     def request_too_slow(self) -> None:
-        self.timer = None
         self.refuse(
             problem_response(
                 408,
@@ -176,44 +212,51 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def close_idle(self) -> None:
         # Nothing of a request has arrived, so there is nothing to answer.
-        self.timer = None
         self.transport.close()
 
-    def set_timer(self, seconds: float, callback: Callable[[], object]) -> None:
-        self.cancel_timer()
-        self.timer = self.loop.call_later(seconds, callback)
+    def arm(self, seconds: float, expire: Callable[[], None]) -> None:
+        """Call `expire` in `seconds` unless re-armed or disarmed (`self.expire = None`) first."""
+        self.deadline = self.loop.time() + seconds
+        self.expire = expire
+        if self.timer is None or self.timer.when() > self.deadline:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(self.deadline, self.check_deadline)
 
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def may_answer(self) -> bool:
-        """No response to an earlier request is owed or under way on this connection."""
-        if self.pipeline:
-            return False
-        cycle = self.cycle
-        if cycle is None or cycle.response_complete:
-            return True
-        # A cycle in progress is this request's own once its head is complete.
-        return not self.in_head and not cycle.response_started
+    def check_deadline(self) -> None:
+        self.timer = None
+        if self.expire is None:
+            return
+        if self.loop.time() < self.deadline:  # moved later since the timer was set
+            self.timer = self.loop.call_at(self.deadline, self.check_deadline)
+            return
+        expire, self.expire = self.expire, None
+        expire()
 
     def refuse(self, response: Response) -> None:
-        """Answer `response` if nothing else is owed, then stop reading requests and close."""
+        """Stop reading requests, answer `response` if the client waits for nothing else, close."""
         if self.lingering or self.transport.is_closing():
             return
-        if self.may_answer():
-            if self.cycle is not None and not self.cycle.response_complete:
-                # The application may still be waiting for this body: it now sees a disconnect
-                # and whatever it sends is dropped.
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
-            self.transport.write(self.encode(response))
         self.lingering = True
         self.flow.resume_reading()
+        self.arm(LINGER_SECONDS, self.transport.close)
+        if self.pipeline or (self.in_head and self.cycle and not self.cycle.response_complete):
+            # A pipelining client still waits for an earlier answer: nothing may go before it.
+            self.transport.close()
+            return
+        # The request being received, once its head is complete.
+        current = None if self.in_head or self.cycle is None else self.cycle
+        if current and current.response_started and not current.response_complete:
+            current.keep_alive = False  # uvicorn closes the connection once it is sent
+            return
+        if current and not current.response_complete:
+            # The application may be waiting for this body: it now sees a disconnect, and
+            # whatever it sends is dropped.
+            current.disconnected = True
+            current.message_event.set()
+        self.transport.write(self.encode(response))
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.set_timer(LINGER_SECONDS, self.transport.close)
 
     def encode(self, response: Response) -> bytes:
         head = [STATUS_LINE[response.status_code]]

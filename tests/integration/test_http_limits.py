@@ -136,6 +136,14 @@ def test_a_head_just_under_the_size_limit_is_served(address: tuple[str, int]) ->
         assert read_answer(sock).status == 200
 
 
+def test_a_small_head_read_together_with_a_large_body_is_served(address: tuple[str, int]) -> None:
+    body = b"a" * (8 * MAX_HEAD_BYTES)
+    head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with connect(address) as sock:
+        sock.sendall(head + body)
+        assert read_answer(sock).status == 200
+
+
 def test_more_header_fields_than_the_limit_get_431(address: tuple[str, int]) -> None:
     fields = b"".join(b"X-F%d: 1\r\n" % index for index in range(MAX_HEADERS + 1))
     with connect(address) as sock:
