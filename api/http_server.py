@@ -110,14 +110,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.read_size = 0
         self.head_reads = 0  # bytes of the reads the head was open in: at least the head's size
         self.head_only_reads = 0  # bytes of the reads that were all head: at most its size
-        self.over_capacity = False
         self.refusal: Response | None = None
         self.lingering = False
+        self.close_on_data = False  # refused at once: the first read is its whole request
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # Decided on arrival, so the first `max_connections` are served however the rest behave.
-        self.over_capacity = len(self.connections) > self.limits.max_connections
+        if len(self.connections) > self.limits.max_connections:
+            # Refused before its request arrives: a client writes its request before it reads,
+            # so it reads this as the answer; the descriptor is free once the request has been
+            # read (or after LINGER_SECONDS), not after the idle and request deadlines.
+            self.close_on_data = True
+            self.refuse(
+                problem_response(
+                    503,
+                    f"The server is at its limit of {self.limits.max_connections} connections; "
+                    "retry shortly.",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            )
+            return
         self.arm(self.limits.keep_alive_seconds, self.close_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -128,6 +140,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
+            if self.close_on_data:
+                self.transport.close()  # its request is read: closing now sends no reset
             return
         self.read_size = len(data)
         inside = self.requests_begun if self.in_head else -1
@@ -164,14 +178,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.refusal = self.head_too_large()
             raise HeadTooLarge
         self.in_head = False
-        if self.over_capacity:
-            # This connection's only request: the response closes it.
-            self.app = problem_response(
-                503,
-                f"The server is at its limit of {self.limits.max_connections} connections; "
-                "retry shortly.",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Connection": "close"},
-            )
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

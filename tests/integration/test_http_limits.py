@@ -261,6 +261,13 @@ def test_connections_over_the_cap_get_a_503_problem_with_retry_after(
             assert answer.headers["retry-after"] == "1"
             assert str(MAX_CONNECTIONS) in str(answer.problem()["detail"])
             assert closed_by_server(extra)
+        with connect(address) as silent:
+            # Answered on arrival, not after the idle deadline: a flood beyond the cap must not
+            # hold descriptors that long.
+            started = time.monotonic()
+            assert read_answer(silent).status == 503
+            assert closed_by_server(silent)
+            assert time.monotonic() - started < SLACK
         for sock in held[1:]:
             sock.sendall(HEALTH)
             assert read_answer(sock).status == 200
