@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     http_keep_alive_seconds: float = Field(default=5.0, gt=0)
     """An idle connection, fresh or between requests, is closed after this long."""
     http_max_connections: int = Field(default=1000, ge=1)
-    """Connections per worker; a request on any beyond gets 503 with Retry-After, then close."""
+    """Connections per worker; one beyond gets 503 with Retry-After on arrival, then is closed."""
 
     def write_url(self) -> str:
         if self.database_url is None:
