@@ -24,6 +24,7 @@ import uvicorn
 from api.auth.config import auth_mode, auth_unconfigured
 from api.auth.errors import AuthNotConfigured
 from api.cors import DEVELOPMENT_ORIGIN, origins_problem
+from api.http_server import server_options
 from db import backup as backups
 from db import embedded
 from db.engine import bypasses_row_security
@@ -174,17 +175,23 @@ def serve(args: argparse.Namespace) -> None:
         if running.cursor_secret is None:
             # One key for all workers, so a cursor from one is valid on another (ADR 0005).
             os.environ["CURSOR_SECRET"] = secrets.token_urlsafe(32)
-        options = uvicorn_options(args.host, running.access_log)
+        options = uvicorn_options(args.host, running)
         if args.workers == 1:
             run_worker(options, listeners[0])
         else:
             supervise(options, listeners)
 
 
-def uvicorn_options(host: str, access_log: bool) -> dict[str, Any]:
-    """Keyword arguments for `uvicorn.Config` (plain values: they travel to spawned workers)."""
-    # loop and http "auto" pick uvloop and httptools (uvicorn[standard]), C instead of Python.
-    return {"app": "api.app:create_app", "factory": True, "host": host, "access_log": access_log}
+def uvicorn_options(host: str, settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.Config` (picklable values: they travel to spawned workers)."""
+    # loop "auto" picks uvloop; the protocol is httptools' with our limits (api/http_server.py).
+    return {
+        "app": "api.app:create_app",
+        "factory": True,
+        "host": host,
+        "access_log": settings.access_log,
+        **server_options(settings),
+    }
 
 
 def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     # rows, so `taskapi serve` refuses such a DATABASE_URL or READ_DATABASE_URL unless this is set.
     allow_rls_bypass: bool = False
 
+    # HTTP server limits for a public deployment (api/http_server.py, docs/adr/0010).
+    http_max_head_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Largest request target plus header fields; beyond it 431 and the connection is closed."""
+    http_max_headers: int = Field(default=100, ge=1)
+    """Most header fields in one request; beyond it 431 and the connection is closed."""
+    http_request_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Longest a request's head and body may take to arrive, from its first byte; then 408."""
+    http_keep_alive_seconds: float = Field(default=5.0, gt=0)
+    """An idle connection, fresh or between requests, is closed after this long."""
+    http_max_connections: int = Field(default=1000, ge=1)
+    """Connections per worker; one beyond gets 503 with Retry-After on arrival, then is closed."""
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")
