@@ -8,11 +8,12 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from api.auth.config import build_authenticator
-from api.cursors import CursorCodec
+from api.cursors import CursorCodec, configured_secret
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
 from api.openapi import describe_service
 from api.routers import health, stats, tags, tasks
+from db.cursor_secret import stored_cursor_secret
 from db.engine import TIMEOUTS_OPTION, Timeouts, make_write_engine
 from db.reads import ReadPool
 from db.settings import Settings
@@ -25,10 +26,12 @@ indistinguishable from one that does not exist. Every error is `application/prob
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    cursor_secret = configured_secret(settings)  # a short CURSOR_SECRET refuses to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = make_write_engine(settings)
+        app.state.cursors = CursorCodec(cursor_secret or stored_cursor_secret(write_engine))
         read_pool = ReadPool(settings)
         await read_pool.open()
         app.state.session_factory = sessionmaker(
@@ -53,7 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     describe_service(app, authenticated=app.state.authenticator.enabled)
     app.add_middleware(RequestLimits)
-    app.state.cursors = CursorCodec.from_settings(settings)
     app.include_router(stats.router)  # before tasks: /tasks/stats is not a task id
     app.include_router(tasks.router)
     app.include_router(tags.router)

@@ -5,7 +5,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import secrets
 import signal
 import socket
 import time
@@ -19,6 +18,7 @@ import uvicorn
 
 from api.auth.config import auth_mode, auth_unconfigured
 from api.auth.errors import AuthNotConfigured
+from api.cursors import CursorSecretTooShort, configured_secret
 from db import embedded
 from db.engine import bypasses_row_security
 from db.migrate import upgrade
@@ -64,6 +64,15 @@ def refuse_to_serve_unauthenticated(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def refuse_a_weak_cursor_secret(settings: Settings) -> None:
+    """Exit if CURSOR_SECRET is set but short: anyone could then forge cursors."""
+    try:
+        configured_secret(settings)
+    except CursorSecretTooShort as exc:
+        log.error("refusing to start: %s", exc)
+        raise SystemExit(2) from None
+
+
 def exit_cleanly(signum: int, _: FrameType | None) -> None:
     """Turn SIGTERM/SIGINT into SystemExit, so `finally` blocks run and stop the database.
 
@@ -78,6 +87,7 @@ def serve(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, exit_cleanly)
     settings = Settings()
     refuse_to_serve_unauthenticated(settings)
+    refuse_a_weak_cursor_secret(settings)
     with database(settings) as running:
         upgrade(running.migration_url())
         if bypasses_row_security(running.write_url()):
@@ -87,9 +97,6 @@ def serve(args: argparse.Namespace) -> None:
             )
         # Workers are separate processes that read their settings from the environment.
         os.environ["DATABASE_URL"] = running.write_url()
-        if running.cursor_secret is None:
-            # One key for all workers, so a cursor from one is valid on another (ADR 0005).
-            os.environ["CURSOR_SECRET"] = secrets.token_urlsafe(32)
         options = uvicorn_options(args.host, running.access_log)
         listeners = bind_listeners(args.host, args.port, args.workers)
         if args.workers == 1:
