@@ -175,7 +175,7 @@ def test_a_cursor_survives_a_restart_of_the_server_without_cursor_secret(
     )
     env.pop("CURSOR_SECRET", None)
     user = f"cursor-{uuid.uuid4().hex[:12]}"
-    with serving(env) as base:
+    with serving(env, "--workers", "2") as base:
         for n in range(3):
             post(base, f"/api/{user}/tasks", {"title": f"t{n}"})
         _, url = get(base, f"/api/{user}/tasks?limit=2")
