@@ -4,15 +4,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from api.auth.config import build_authenticator
+from api.auth.errors import AuthNotConfigured
+from api.cors import Cors, origins_problem
 from api.cursors import CursorCodec, configured_secret
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
 from api.openapi import describe_service
-from api.routers import health, stats, tags, tasks
+from api.request_context import RequestContext
+from api.routers import health, service, stats, tags, tasks
 from db.cursor_secret import stored_cursor_secret
 from db.engine import TIMEOUTS_OPTION, Timeouts, make_write_engine
 from db.reads import ReadPool
@@ -45,19 +49,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         write_engine.dispose()
         await read_pool.close()
 
-    app = FastAPI(
+    # The docs' scripts and styles come from the fastapi-offline package: /docs works offline.
+    app = FastAPIOffline(
         title="Tasks API",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,  # RequestContext serves `/tasks/` as `/tasks`
+        favicon_url="data:,",
     )
     # Built before serving: a server without authentication configured refuses to start.
     app.state.authenticator = build_authenticator(settings)
     install_error_handlers(app)
-    describe_service(app, authenticated=app.state.authenticator.enabled)
+    describe_service(app)
     app.add_middleware(RequestLimits)
+    origins = settings.allowed_origins()
+    problem = origins_problem(origins, authenticated=app.state.authenticator.enabled)
+    if problem is not None:
+        raise AuthNotConfigured(problem)
+    if origins:
+        app.add_middleware(Cors, origins=origins)
+    app.add_middleware(RequestContext)  # outermost: every answer, CORS's too, has an id
     app.include_router(stats.router)  # before tasks: /tasks/stats is not a task id
     app.include_router(tasks.router)
     app.include_router(tags.router)
     app.include_router(health.router)
+    app.include_router(service.router)
     return app

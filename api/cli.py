@@ -1,16 +1,20 @@
-"""`taskapi serve` and `taskapi migrate`."""
+"""`taskapi serve`, `taskapi migrate`, `taskapi backup` and `taskapi restore`."""
 
 import argparse
+import errno
 import gc
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -18,7 +22,9 @@ import uvicorn
 
 from api.auth.config import auth_mode, auth_unconfigured
 from api.auth.errors import AuthNotConfigured
+from api.cors import DEVELOPMENT_ORIGIN, origins_problem
 from api.cursors import CursorSecretTooShort, configured_secret
+from db import backup as backups
 from db import embedded
 from db.engine import bypasses_row_security
 from db.migrate import upgrade
@@ -29,9 +35,10 @@ log = logging.getLogger("taskapi")
 
 @contextmanager
 def database(settings: Settings) -> Iterator[Settings]:
-    """The settings as configured, or pointed at an embedded server started here (stopped on exit).
+    """The settings as configured, or pointed at the embedded server (started or joined here).
 
-    The embedded server's superuser migrates; the service connects as the app role.
+    The embedded server's superuser migrates; the service connects as the app role. On exit this
+    process lets go of the server, which stops only if no other process still uses it.
     """
     if settings.database_url:
         yield settings
@@ -47,8 +54,32 @@ def database(settings: Settings) -> Iterator[Settings]:
 
 
 def migrate(_: argparse.Namespace) -> None:
+    install_stop_signals()
     with database(Settings()) as settings:
         upgrade(settings.migration_url())
+
+
+def backup(args: argparse.Namespace) -> None:
+    install_stop_signals()
+    with database(Settings()) as settings, refusing_on(backups.BackupError):
+        backups.backup(settings.migration_url(), args.file)
+
+
+def restore(args: argparse.Namespace) -> None:
+    install_stop_signals()
+    with database(Settings()) as settings, refusing_on(backups.BackupError):
+        backups.restore(settings.migration_url(), args.file)
+        upgrade(settings.migration_url())
+
+
+@contextmanager
+def refusing_on(error: type[Exception]) -> Iterator[None]:
+    """`error` ends the command with its one-line message and exit status 2 (not a traceback)."""
+    try:
+        yield
+    except error as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
 
 
 def refuse_to_serve_unauthenticated(settings: Settings) -> None:
@@ -56,9 +87,15 @@ def refuse_to_serve_unauthenticated(settings: Settings) -> None:
     if settings.database_url is None and auth_unconfigured(settings):
         # Workers are separate processes that read their settings from the environment.
         os.environ["AUTH_MODE"] = "none"
+        if settings.cors_origins is None:
+            os.environ["CORS_ORIGINS"] = DEVELOPMENT_ORIGIN
+            log.warning("CORS: pages on %s may call the API (CORS_ORIGINS)", DEVELOPMENT_ORIGIN)
         return
     try:
-        auth_mode(settings)
+        mode = auth_mode(settings)
+        problem = origins_problem(settings.allowed_origins(), authenticated=mode != "none")
+        if problem is not None:
+            raise AuthNotConfigured(problem)
     except AuthNotConfigured as exc:
         log.error("refusing to start: %s", exc)
         raise SystemExit(2) from None
@@ -73,32 +110,78 @@ def refuse_a_weak_cursor_secret(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def refuse_to_bypass_row_security(settings: Settings) -> None:
+    """Exit if a URL's role is exempt from row-level security, unless ALLOW_RLS_BYPASS is set."""
+    urls = {"DATABASE_URL": settings.write_url(), "READ_DATABASE_URL": settings.read_database_url}
+    for name, url in urls.items():
+        if url is None or not bypasses_row_security(url):
+            continue
+        if not settings.allow_rls_bypass:
+            log.error(
+                "refusing to start: %s connects as a superuser or BYPASSRLS role, so one user "
+                "could read another's tasks; connect as taskapi_app (README, 'Database roles') "
+                "or set ALLOW_RLS_BYPASS=true",
+                name,
+            )
+            raise SystemExit(2)
+        log.warning("%s bypasses row-level security (ALLOW_RLS_BYPASS=true)", name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def exit_cleanly(signum: int, _: FrameType | None) -> None:
-    """Turn SIGTERM/SIGINT into SystemExit, so `finally` blocks run and stop the database.
+    """Turn SIGTERM/SIGINT into SystemExit, so `finally` blocks run and let go of the database.
 
     uvicorn re-raises the signal it caught once it has shut down; with the default handler the
-    process would die there and leave an embedded PostgreSQL running.
+    process would die there and leave an embedded PostgreSQL running. Later signals are ignored:
+    a second Ctrl-C must not cut the database's stop short.
     """
+    for each in STOP_SIGNALS:
+        signal.signal(each, signal.SIG_IGN)
     raise SystemExit(0 if signum == signal.SIGTERM else 128 + signum)
 
 
-def serve(args: argparse.Namespace) -> None:
+def hang_up_as_terminate(_signum: int, _frame: FrameType | None) -> None:
+    """A closed terminal (SIGHUP) shuts down like SIGTERM: gracefully inside uvicorn, else here."""
+    signal.raise_signal(signal.SIGTERM)
+
+
+def install_stop_signals() -> None:
     signal.signal(signal.SIGTERM, exit_cleanly)
     signal.signal(signal.SIGINT, exit_cleanly)
+    signal.signal(signal.SIGHUP, hang_up_as_terminate)
+
+
+PORT_IN_USE = "port {port} is in use; stop the other server or use --port"
+
+
+def claim_port(host: str, port: int, count: int) -> list[socket.socket]:
+    """The listeners, bound before the database is touched; if not, one line and exit status 2."""
+    try:
+        return bind_listeners(host, port, count)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(PORT_IN_USE.format(port=port), file=sys.stderr)
+        else:
+            print(f"cannot listen on {host} port {port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> None:
+    install_stop_signals()
     settings = Settings()
+    # A second server on a busy port must fail here, in one line, before it says anything else
+    # or joins (or starts) the database.
+    listeners = claim_port(args.host, args.port, args.workers)
     refuse_to_serve_unauthenticated(settings)
     refuse_a_weak_cursor_secret(settings)
     with database(settings) as running:
+        refuse_to_bypass_row_security(running)
         upgrade(running.migration_url())
-        if bypasses_row_security(running.write_url()):
-            log.warning(
-                "DATABASE_URL connects as a superuser or BYPASSRLS role: row-level security is "
-                "not enforced. Connect as taskapi_app (see README, 'Database roles')."
-            )
         # Workers are separate processes that read their settings from the environment.
         os.environ["DATABASE_URL"] = running.write_url()
         options = uvicorn_options(args.host, running.access_log)
-        listeners = bind_listeners(args.host, args.port, args.workers)
         if args.workers == 1:
             run_worker(options, listeners[0])
         else:
@@ -139,8 +222,14 @@ def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
     return listeners
 
 
-def run_worker(options: dict[str, Any], listener: socket.socket) -> None:
-    """Serve on `listener` until SIGTERM/SIGINT, then finish the requests in flight."""
+def run_worker(options: dict[str, Any], listener: socket.socket, master: int | None = None) -> None:
+    """Serve on `listener` until SIGTERM/SIGINT/SIGHUP, then finish the requests in flight.
+
+    A worker process (`master` given) also stops when its master dies without stopping it.
+    """
+    install_stop_signals()
+    if master is not None:
+        stop_when_orphaned(master)
     config = uvicorn.Config(**options)
     config.load()  # builds the app now; the server would otherwise build it on start
     # What is loaded by now (modules, schemas, the app) lives as long as the process. Frozen out
@@ -155,6 +244,17 @@ WORKER_POLL_SECONDS = 0.5
 WORKER_STOP_SECONDS = 30.0
 
 
+def stop_when_orphaned(master: int) -> None:
+    """SIGTERM this worker once `master` is gone (kill -9 runs no `finally` to stop workers)."""
+
+    def watch() -> None:
+        while os.getppid() == master:
+            time.sleep(WORKER_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="master-watch", daemon=True).start()
+
+
 def supervise(options: dict[str, Any], listeners: list[socket.socket]) -> None:
     """Run one worker process per listener, restart any that dies, stop them all on exit.
 
@@ -164,7 +264,9 @@ def supervise(options: dict[str, Any], listeners: list[socket.socket]) -> None:
     spawn = multiprocessing.get_context("spawn")
 
     def start(listener: socket.socket) -> BaseProcess:
-        process = spawn.Process(target=run_worker, args=(options, listener), daemon=False)
+        process = spawn.Process(
+            target=run_worker, args=(options, listener, os.getpid()), daemon=False
+        )
         process.start()
         return process
 
@@ -204,6 +306,16 @@ def main(argv: list[str] | None = None) -> None:
 
     migrate_parser = commands.add_parser("migrate", help="apply migrations and exit")
     migrate_parser.set_defaults(run=migrate)
+
+    backup_parser = commands.add_parser("backup", help="dump the database to FILE (pg_dump -Fc)")
+    backup_parser.add_argument("file", type=Path, metavar="FILE")
+    backup_parser.set_defaults(run=backup)
+
+    restore_parser = commands.add_parser(
+        "restore", help="load a backup FILE into an empty database, then migrate it"
+    )
+    restore_parser.add_argument("file", type=Path, metavar="FILE")
+    restore_parser.set_defaults(run=restore)
 
     args = parser.parse_args(argv)
     args.run(args)

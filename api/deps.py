@@ -16,7 +16,9 @@ from db.reads import Reader, ReadPool
 bearer = HTTPBearer(
     auto_error=False,
     bearerFormat="JWT",
-    description="A JWT from the frontend's Better Auth (JWKS) or signed with the shared secret.",
+    description="A JWT from the frontend's Better Auth (JWKS) or signed with the shared secret."
+    " Required in production; a development server (AUTH_MODE=none) accepts requests without"
+    " it.",
 )
 
 

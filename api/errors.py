@@ -9,13 +9,22 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from api.auth.errors import KeysUnavailable, NotAuthenticated, WrongUser
 from api.etags import etag
+from api.problems import (
+    IDEMPOTENCY_KEY_REUSED,
+    KEYS_UNAVAILABLE,
+    MAX_SHOWN,
+    ProblemKind,
+    kind_for_status,
+    shown,
+)
+from api.request_context import REQUEST_ID_HEADER, current_request_id
 from api.schemas import TaskOut
 from commands.errors import TaskNotFound, VersionConflict
 from commands.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
@@ -26,7 +35,13 @@ PROBLEM_JSON = "application/problem+json"
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 
+MAX_ERRORS = 20
+"""A 422 lists at most this many errors and says how many more there were."""
+
+
 class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     location: str
     field: str
     message: str
@@ -35,10 +50,11 @@ class FieldError(BaseModel):
 class Problem(BaseModel):
     """The error body of every 4xx and 5xx response."""
 
-    type: str = "about:blank"
+    type: str = Field(description="Stable URI of the kind of problem; see docs/problems.md.")
     title: str
     status: int
     detail: str
+    request_id: str | None = Field(None, description="The X-Request-ID of the request.")
     errors: list[FieldError] | None = None
     current: TaskOut | None = None
     """With 412: the task as it is now, so the client can merge and retry."""
@@ -48,57 +64,85 @@ def problem_response(
     status: int,
     detail: str,
     *,
+    kind: ProblemKind | None = None,
     headers: Mapping[str, str] | None = None,
     errors: list[FieldError] | None = None,
     current: TaskOut | None = None,
 ) -> JSONResponse:
+    kind = kind or kind_for_status(status)
+    request_id = current_request_id()
     body = Problem(
-        title=HTTPStatus(status).phrase,
+        type=kind.type,
+        title=kind.title if kind.status == status else HTTPStatus(status).phrase,
         status=status,
         detail=detail,
+        request_id=request_id,
         errors=errors,
-        current=current,
     )
-    content = body.model_dump(mode="json", exclude_none=True, exclude={"current"})
+    content = body.model_dump(mode="json", exclude_none=True)
     if current is not None:
         content["current"] = current.model_dump(mode="json")
+    response_headers = dict(headers or {})
+    if request_id is not None:
+        response_headers[REQUEST_ID_HEADER] = request_id
     return JSONResponse(
-        content,
-        status_code=status,
-        headers=dict(headers or {}),
-        media_type=PROBLEM_JSON,
+        content, status_code=status, headers=response_headers, media_type=PROBLEM_JSON
     )
+
+
+def _name(location: str, part: object) -> str:
+    name = str(part)
+    if location == "header":
+        name = "-".join(word.capitalize() for word in name.replace("_", "-").split("-"))
+    return name[:MAX_SHOWN]
 
 
 def _field_error(error: Mapping[str, Any]) -> FieldError:
     location, *path = error["loc"] if error["loc"] else ("request",)
-    return FieldError(
-        location=str(location),
-        field=".".join(str(part) for part in path) or str(location),
-        message=_message(error),
-    )
+    location = str(location)
+    if error["type"] == "json_invalid":
+        path = []  # the position is not a field; the message names it
+    field = ".".join(_name(location, part) for part in path) or location
+    return FieldError(location=location, field=field, message=_message(error, field))
 
 
-def _message(error: Mapping[str, Any]) -> str:
+# Patterns are for the OpenAPI document; people are told the rule in words.
+_PATTERN_RULES = {
+    "user_id": "must be 1-128 characters: letters, digits and -_.@:",
+    "Idempotency-Key": "must be 1-255 visible ASCII characters (no spaces)",
+}
+
+
+def _message(error: Mapping[str, Any], field: str) -> str:
     kind = error["type"]
+    context = error.get("ctx") or {}
     if kind == "extra_forbidden" and error["loc"][:1] == ("query",):
         return "is not a known query parameter"
     if kind == "extra_forbidden":
         return "is not an accepted field (unknown, or owned by the server)"
     if kind == "json_invalid":
-        return "the body is not valid JSON: " + str(error.get("ctx", {}).get("error", ""))
+        position = error["loc"][1] if len(error["loc"]) > 1 else None
+        where = "" if position is None else f" at character {position}"
+        return f"is not valid JSON{where}: {context.get('error', 'cannot be parsed')}"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_RULES.get(field, "contains characters that are not allowed here")
+    if kind == "literal_error":
+        return f"{shown(error.get('input'))} is not one of {context.get('expected', '')}"
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def _validation_errors(errors: Sequence[Any]) -> list[FieldError]:
-    return [_field_error(error) for error in errors]
+def validation_errors(errors: Sequence[Any]) -> tuple[list[FieldError], int]:
+    """One entry per distinct problem, at most MAX_ERRORS, and how many more there were."""
+    unique = list(dict.fromkeys(_field_error(error) for error in errors))
+    return unique[:MAX_ERRORS], max(0, len(unique) - MAX_ERRORS)
 
 
 def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = _validation_errors(exc.errors())
-    fields = ", ".join(sorted({e.field for e in errors}))
-    return problem_response(422, f"The request is not valid: {fields}.", errors=errors)
+    errors, more = validation_errors(exc.errors())
+    fields = ", ".join(dict.fromkeys(e.field for e in errors))
+    beyond = f" (and {more} more errors)" if more else ""
+    return problem_response(422, f"The request is not valid: {fields}{beyond}.", errors=errors)
 
 
 def _allowed_methods(request: Request) -> str:
@@ -113,6 +157,8 @@ def _allowed_methods(request: Request) -> str:
     methods = {
         method.upper() for count, operations in matching if count == fewest for method in operations
     }
+    if "GET" in methods:
+        methods.add("HEAD")  # answered as GET without the body (api/request_context.py)
     return ", ".join(sorted(methods))
 
 
@@ -171,6 +217,7 @@ def _on_key_reused(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         422,
         "The Idempotency-Key was used before with a different request.",
+        kind=IDEMPOTENCY_KEY_REUSED,
         errors=[FieldError(location="header", field="Idempotency-Key", message=message)],
     )
 
@@ -193,6 +240,7 @@ def _on_keys_unavailable(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         503,
         "The token issuer's keys cannot be fetched; try again shortly.",
+        kind=KEYS_UNAVAILABLE,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 
@@ -207,7 +255,7 @@ def _on_database_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error", exc_info=exc)
+    log.error("unhandled error (request %s)", current_request_id(), exc_info=exc)
     return problem_response(500, "The server failed to answer this request.")
 
 

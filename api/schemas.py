@@ -3,7 +3,7 @@
 import re
 import unicodedata
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from commands.tasks import TaskChanges
 from db.models import (
     DESCRIPTION_MAX,
     PRIORITIES,
@@ -175,7 +176,11 @@ Description = Annotated[
     StrictStr, AfterValidator(_clean_description), WithJsonSchema(DESCRIPTION_SCHEMA)
 ]
 DueDate = Annotated[date, BeforeValidator(_iso_date)]
-Timestamp = Annotated[datetime, PlainSerializer(_utc_rfc3339, return_type=str)]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_utc_rfc3339, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 Instant = Annotated[datetime, BeforeValidator(_instant)]
 """An RFC 3339 date-time with an offset; naive date-times are refused."""
 DateOrInstant = Annotated[date | datetime, BeforeValidator(_date_or_instant)]
@@ -197,10 +202,21 @@ ONE_KIND_OF_DUE: dict[str, Any] = {
 }
 
 
+def _defaults_in_words(schema: dict[str, Any]) -> None:
+    """State request defaults in the description instead of `default`: generators (e.g.
+    openapi-typescript) make a property with a default required in the request type."""
+    schema.update(ONE_KIND_OF_DUE)
+    for prop in schema.get("properties", {}).values():
+        default = prop.pop("default", None)
+        if default is not None:
+            said = "none" if default == [] else f"`{default}`"
+            prop["description"] = (prop.get("description", "") + f" Default: {said}.").strip()
+
+
 class TaskCreate(BaseModel):
     """A new task. Server-owned fields (id, user_id, completed, timestamps) are refused."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_KIND_OF_DUE)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_defaults_in_words)
 
     title: Title
     description: Description | None = None
@@ -223,7 +239,7 @@ class TaskUpdate(BaseModel):
     """A change to a task (PUT, or PATCH as a JSON Merge Patch): fields left out keep their
     values; `null` clears an optional one."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_KIND_OF_DUE)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_defaults_in_words)
 
     # Optional but never null: the schema says "string", so clients and fuzzers see the rule.
     title: Annotated[Title | None, WithJsonSchema(TITLE_SCHEMA)] = None
@@ -236,6 +252,13 @@ class TaskUpdate(BaseModel):
     """`null` or `[]` removes every tag."""
 
     _one_kind_of_due = field_validator("due_at")(_refuse_both_dues)
+
+    def changes(self) -> TaskChanges:
+        """The fields the client sent, as the update command carries them."""
+        sent = self.model_dump(exclude_unset=True)
+        if "tags" in sent:
+            sent["tags"] = tuple(sent["tags"] or ())
+        return cast(TaskChanges, sent)
 
     @field_validator("title", "priority", mode="before")
     @classmethod
@@ -270,3 +293,29 @@ class CompletionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     completed: StrictBool
+
+
+class PriorityCounts(BaseModel):
+    low: int
+    medium: int
+    high: int
+
+
+class TaskStats(BaseModel):
+    total: int
+    pending: int
+    completed: int
+    overdue: int
+    """Pending, and due on a day that has ended in `tz` or at an instant that has passed."""
+    due_today: int
+    """Pending and due today in `tz` (all day, or at any time of today)."""
+    by_priority: PriorityCounts
+
+
+class TagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    tag: str
+    tasks: int
+    """How many of the user's tasks carry the tag."""
+    pending: int

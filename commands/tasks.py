@@ -5,12 +5,11 @@ RETURNING): the ownership check, the version check and the write cannot be separ
 writer. Only when that statement matches nothing does a handler look again, to say why.
 """
 
-import enum
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, TypedDict
 
 from sqlalchemy import (
     ColumnElement,
@@ -36,15 +35,6 @@ from commands.errors import TaskNotFound, VersionConflict
 from db.models import PRIORITY_RANK, Priority, Task, TaskCounter
 
 
-class Unset(enum.Enum):
-    """Marks an update field the client left out, as opposed to one it set to null."""
-
-    UNSET = enum.auto()
-
-
-UNSET: Literal[Unset.UNSET] = Unset.UNSET
-
-
 @dataclass(frozen=True, kw_only=True)
 class CreateTask:
     user_id: str
@@ -66,14 +56,21 @@ class TaskWrite:
     if_version: frozenset[int] | None = None
 
 
+class TaskChanges(TypedDict, total=False):
+    """The fields an update sets; a field left out keeps its value, None clears it."""
+
+    title: str
+    description: str | None
+    due_date: date | None
+    due_at: datetime | None
+    priority: Priority
+    tags: tuple[str, ...]
+    """Already normalised: lower-cased, unique, sorted; () removes every tag."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class UpdateTask(TaskWrite):
-    title: str | Literal[Unset.UNSET] = UNSET
-    description: str | Literal[Unset.UNSET] | None = UNSET
-    due_date: date | Literal[Unset.UNSET] | None = UNSET
-    due_at: datetime | Literal[Unset.UNSET] | None = UNSET
-    priority: Priority | Literal[Unset.UNSET] = UNSET
-    tags: tuple[str, ...] | Literal[Unset.UNSET] = UNSET
+    changes: TaskChanges
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,18 +157,11 @@ def create_task(cmd: CreateTask, session: Session) -> Task:
 
 
 def update_task(cmd: UpdateTask, session: Session) -> Task:
-    fields: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("title", cmd.title),
-            ("description", cmd.description),
-            ("due_date", cmd.due_date),
-            ("due_at", cmd.due_at),
-            ("priority", PRIORITY_RANK[cmd.priority] if cmd.priority is not UNSET else UNSET),
-            ("tags", list(cmd.tags) if cmd.tags is not UNSET else UNSET),
-        )
-        if value is not UNSET
-    }
+    fields: dict[str, Any] = dict(cmd.changes)
+    if "priority" in cmd.changes:
+        fields["priority"] = PRIORITY_RANK[cmd.changes["priority"]]
+    if "tags" in cmd.changes:
+        fields["tags"] = list(cmd.changes["tags"])
     # A task is due on a day or at an instant: setting one kind clears the other.
     if fields.get("due_at") is not None:
         fields.setdefault("due_date", None)

@@ -4,8 +4,18 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from db.engine import sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# One upgrade at a time per database: two servers starting together (on one embedded data
+# directory, or replicas on one DATABASE_URL) would otherwise both create the same tables and
+# one would fail. The key is arbitrary; it only has to be the same for every process.
+_MIGRATION_LOCK_KEY = 0x7461736B61706901
+_LOCK = text("SELECT pg_advisory_lock(:key)")
 
 
 def alembic_config(url: str) -> Config:
@@ -17,7 +27,16 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    """Migrate to `revision`; a concurrent upgrade of the database waits, then finds it done."""
+    # Autocommit: the lock's session keeps no transaction (and no snapshot) open meanwhile. The
+    # lock ends with the session, when the (unpooled) connection closes.
+    engine = create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as lock:
+            lock.execute(_LOCK, {"key": _MIGRATION_LOCK_KEY})
+            command.upgrade(alembic_config(url), revision)
+    finally:
+        engine.dispose()
 
 
 def check(url: str) -> None:

@@ -36,13 +36,20 @@ class Reader(Protocol):
 
 
 _DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
+COMPILED_STATEMENTS = 1024
+"""Compiled statements kept per process: the list shapes reachable from query parameters number
+in the hundreds of thousands, the ones in use at a time a few dozen."""
+
 _COMPILED: dict[str, str] = {}
 
 
 def psycopg_sql(statement: TextClause) -> str:
-    """The statement in psycopg's `%(name)s` style (compiled once per statement text)."""
+    """The statement in psycopg's `%(name)s` style (compiled once per statement text; the
+    oldest is forgotten once COMPILED_STATEMENTS are kept)."""
     compiled = _COMPILED.get(statement.text)
     if compiled is None:
+        if len(_COMPILED) >= COMPILED_STATEMENTS:
+            del _COMPILED[next(iter(_COMPILED))]
         compiled = _COMPILED[statement.text] = str(statement.compile(dialect=_DIALECT))
     return compiled
 

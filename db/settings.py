@@ -57,13 +57,25 @@ class Settings(BaseSettings):
     auth_leeway_seconds: float = 30.0
     auth_jwks_timeout_seconds: float = 5.0
     auth_jwks_refetch_seconds: float = 30.0
-    """An unknown `kid` refetches the JWKS at most this often."""
+    """A JWKS fetch starts at most this often, counted from the last attempt, successful or not."""
     auth_jwks_max_age_seconds: float = 600.0
-    """Keys older than this are refetched on next use (kept if the refetch fails)."""
+    """Keys older than this are refreshed in the background and stay in service if that fails."""
 
     # Signs list cursors; every process serving one API must share it (docs/adr/0005). Unset:
     # the key migration 0005 stored in the database (ADR 0009). Set: at least 32 bytes.
     cursor_secret: SecretStr | None = None
+
+    # Browsers: origins whose pages may call the API (CORS); see README "Calling it from a browser".
+    cors_origins: str | None = None
+    """Comma-separated exact origins (`https://app.example.com`); `*` only with AUTH_MODE=none."""
+
+    # JWKS fetching (docs/adr/0011): how long a request whose key id is not cached waits for the
+    # fetch in flight before it is answered 401 (keys known) or 503 (none yet).
+    auth_jwks_wait_seconds: float = Field(default=1.0, ge=0)
+
+    # Start-up refusals (api/cli.py): a role that bypasses row-level security sees every user's
+    # rows, so `taskapi serve` refuses such a DATABASE_URL or READ_DATABASE_URL unless this is set.
+    allow_rls_bypass: bool = False
 
     def write_url(self) -> str:
         if self.database_url is None:
@@ -75,6 +87,9 @@ class Settings(BaseSettings):
 
     def migration_url(self) -> str:
         return self.migration_database_url or self.write_url()
+
+    def allowed_origins(self) -> list[str]:
+        return [origin.strip() for origin in (self.cors_origins or "").split(",") if origin.strip()]
 
     def algorithms(self) -> list[str]:
         return [name.strip() for name in self.auth_algorithms.split(",") if name.strip()]

@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import httpx2 as httpx
 import jwt
@@ -21,12 +21,26 @@ JWKS_PATH = "/api/auth/jwks"
 PATH_USER = re.compile(r"^/api/([^/]+)/")
 
 
+HANG_LIMIT_SECONDS = 30.0
+"""Longest a hanging JwksServer holds a request, should a test forget to release it."""
+DRIP_INTERVAL_SECONDS = 0.05
+
+JwksBehaviour = Literal["serve", "hang", "fail", "drip"]
+
+
 class JwksServer:
-    """Serves `document` as JSON at JWKS_PATH on 127.0.0.1, from a thread, counting fetches."""
+    """Serves `document` as JSON at JWKS_PATH on 127.0.0.1, from a thread, counting fetches.
+
+    `behaviour` plays an issuer in trouble: "hang" holds each request without an answer until
+    `release()` (or HANG_LIMIT_SECONDS), "fail" answers 500, "drip" sends a byte at a time.
+    """
 
     def __init__(self) -> None:
         self.document: dict[str, Any] = {"keys": []}
         self.fetches = 0
+        self.behaviour: JwksBehaviour = "serve"
+        self._released = threading.Event()
+        self._count_lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,13 +48,35 @@ class JwksServer:
                 if self.path != JWKS_PATH:
                     self.send_error(404)
                     return
-                server.fetches += 1
+                with server._count_lock:
+                    server.fetches += 1
+                behaviour = server.behaviour
+                if behaviour == "hang":
+                    server._released.wait(HANG_LIMIT_SECONDS)
+                    return
+                if behaviour == "fail":
+                    self.send_error(500)
+                    return
                 body = json.dumps(server.document).encode()
+                if behaviour == "drip":
+                    self._drip(body)
+                    return
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _drip(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                for byte in body:
+                    if server._released.wait(DRIP_INTERVAL_SECONDS):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -56,7 +92,12 @@ class JwksServer:
     def start(self) -> None:
         self._thread.start()
 
+    def release(self) -> None:
+        """Let go of requests held by "hang" or "drip" (new ones are not held any more)."""
+        self._released.set()
+
     def stop(self) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()

@@ -74,5 +74,6 @@ def _verifier(mode: AuthMode, settings: Settings) -> Verifier:
         timeout=settings.auth_jwks_timeout_seconds,
         refetch_seconds=settings.auth_jwks_refetch_seconds,
         max_age_seconds=settings.auth_jwks_max_age_seconds,
+        wait_seconds=settings.auth_jwks_wait_seconds,
     )
     return JwksVerifier(keys, rules)

@@ -39,10 +39,11 @@ class Rules:
 
 
 class Verifier(Protocol):
-    may_block: bool
-    """Whether `verify` may wait on I/O (fetching keys); if not, it runs on the event loop."""
-
     def verify(self, token: str) -> Claims: ...
+
+    def verify_without_io(self, token: str) -> Claims | None:
+        """`verify`, run on the event loop; None when it would have to wait for keys."""
+        ...
 
 
 def _decode(token: str, key: Any, algorithms: list[str], rules: Rules) -> Claims:
@@ -79,8 +80,6 @@ def _decode(token: str, key: Any, algorithms: list[str], rules: Rules) -> Claims
 class SecretVerifier:
     """HS256 tokens signed with a secret shared with the frontend (AUTH_JWT_SECRET)."""
 
-    may_block = False  # an HMAC: tens of microseconds, less than a hop to the thread pool
-
     def __init__(self, secret: str, rules: Rules) -> None:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise AuthNotConfigured(
@@ -92,17 +91,27 @@ class SecretVerifier:
     def verify(self, token: str) -> Claims:
         return _decode(token, self._secret, ["HS256"], self._rules)
 
+    def verify_without_io(self, token: str) -> Claims:
+        # An HMAC: tens of microseconds, less than a hop to the thread pool.
+        return self.verify(token)
+
 
 class JwksVerifier:
     """Asymmetric tokens checked against the issuer's published keys (AUTH_JWKS_URL)."""
-
-    may_block = True  # an unknown or stale key is fetched
 
     def __init__(self, keys: JwksKeys, rules: Rules) -> None:
         self._keys = keys
         self._rules = rules
 
     def verify(self, token: str) -> Claims:
+        return self._decode(token, self._keys.key_for(self._kid(token)))
+
+    def verify_without_io(self, token: str) -> Claims | None:
+        # No I/O with a cached key; the signature check runs once per token (the cache is first).
+        key = self._keys.cached_key(self._kid(token))
+        return None if key is None else self._decode(token, key)
+
+    def _kid(self, token: str) -> str | None:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -110,8 +119,10 @@ class JwksVerifier:
         if header.get("alg") not in self._keys.algorithms:
             raise NotAuthenticated("the token's algorithm is not accepted")
         kid = header.get("kid")
+        return kid if isinstance(kid, str) else None
+
+    def _decode(self, token: str, key: jwt.PyJWK) -> Claims:
         # The key fixes the algorithm: a token may not pick another one for it.
-        key = self._keys.key_for(kid if isinstance(kid, str) else None)
         return _decode(token, key, [key.algorithm_name], self._rules)
 
 
@@ -163,11 +174,16 @@ class Authenticator:
         return self._match(path_user, claims)
 
     def authorize_without_io(self, path_user: str, token: str | None) -> str | None:
-        """`authorize`, unless it may have to wait for keys to be fetched: then None."""
-        if self._verifier is None or not token or not self._verifier.may_block:
+        """`authorize`, unless it would have to wait for keys to be fetched: then None."""
+        if self._verifier is None or not token:
             return self.authorize(path_user, token)
         claims = self._cache.get(token)
-        return None if claims is None else self._match(path_user, claims)
+        if claims is None:
+            claims = self._verifier.verify_without_io(token)
+            if claims is None:
+                return None
+            self._cache.put(token, claims)
+        return self._match(path_user, claims)
 
     @staticmethod
     def _match(path_user: str, claims: Claims) -> str:

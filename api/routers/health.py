@@ -14,13 +14,18 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-@router.get("/healthz", summary="The process is up (never touches the database)")
+@router.get(
+    "/healthz",
+    operation_id="checkLiveness",
+    summary="The process is up (never touches the database)",
+)
 def healthz() -> Health:
     return Health()
 
 
 @router.get(
     "/readyz",
+    operation_id="checkReadiness",
     summary="The database answers",
     responses={503: {"model": Problem, "description": "The database is unreachable"}},
 )

@@ -2,7 +2,7 @@
 not be taken for a task id."""
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -10,16 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.clock import Now
 from api.deps import CurrentUser, ReaderDep
-from api.errors import Problem
 from api.list_params import Zone, start_of
+from api.responses import READ_PROBLEMS
+from api.schemas import PriorityCounts, TaskStats
 from queries import stats as queries
-
-READ_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing or invalid bearer token"},
-    403: {"model": Problem, "description": "The token belongs to another user"},
-    422: {"model": Problem, "description": "Invalid path or query parameter"},
-    503: {"model": Problem, "description": "Database unavailable; see Retry-After"},
-}
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -32,23 +26,6 @@ class StatsParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tz: Zone = Field("UTC", description="IANA time zone that decides what today is.")
-
-
-class PriorityCounts(BaseModel):
-    low: int
-    medium: int
-    high: int
-
-
-class TaskStats(BaseModel):
-    total: int
-    pending: int
-    completed: int
-    overdue: int
-    """Pending, and due on a day that has ended in `tz` or at an instant that has passed."""
-    due_today: int
-    """Pending and due today in `tz` (all day, or at any time of today)."""
-    by_priority: PriorityCounts
 
 
 def today_in(zone: ZoneInfo, now: Now) -> queries.Today:

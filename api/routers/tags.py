@@ -1,10 +1,10 @@
 """HTTP route for a user's tags."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
 
 from api.deps import CurrentUser, ReaderDep
-from api.routers.stats import READ_PROBLEMS
+from api.responses import READ_PROBLEMS
+from api.schemas import TagOut
 from queries import tags as queries
 
 router = APIRouter(
@@ -12,15 +12,6 @@ router = APIRouter(
     tags=["tags"],
     responses=READ_PROBLEMS,
 )
-
-
-class TagOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, frozen=True)
-
-    tag: str
-    tasks: int
-    """How many of the user's tasks carry the tag."""
-    pending: int
 
 
 @router.get("", operation_id="listTags", summary="List the user's tags with task counts")

@@ -1,22 +1,40 @@
 """HTTP routes for tasks: parse, build a command or call a query, respond."""
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
+from starlette.datastructures import URL
 
 from api.clock import Now
+from api.cursors import CursorCodec, binding
 from api.deps import CurrentUser, ReaderDep, SessionDep
-from api.errors import Problem
-from api.etags import etag, if_match_versions, none_match
-from api.list_params import ListParams, next_link, read_page
+from api.etags import (
+    IF_MATCH_SCHEMA,
+    IF_NONE_MATCH_SCHEMA,
+    etag,
+    if_match_versions,
+    none_match,
+)
+from api.list_params import ListParams
+from api.responses import (
+    CONDITIONAL,
+    ETAG,
+    IDEMPOTENT,
+    IDEMPOTENT_REPLAYED,
+    LOCATION,
+    NEXT_PAGE_LINK,
+    NOT_FOUND,
+    TASK_PROBLEMS,
+    task_answer,
+)
 from api.schemas import TASK_ID_MAX, CompletionBody, TaskCreate, TaskOut, TaskUpdate
 from api.task_json import task_json, tasks_json
 from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound
 from commands.idempotency import IdempotencyKey, StoredResponse, fingerprint
 from commands.tasks import (
-    UNSET,
     CreateTask,
     DeleteTask,
     SetTaskCompletion,
@@ -24,25 +42,17 @@ from commands.tasks import (
     UpdateTask,
 )
 from db.models import Task
+from db.reads import Reader
 from queries import tasks as queries
+from queries.tasks import Position, TaskRow
 
-router = APIRouter(
-    prefix="/api/{user_id}/tasks",
-    tags=["tasks"],
-    responses={
-        401: {"model": Problem, "description": "Missing or invalid bearer token"},
-        403: {"model": Problem, "description": "The token belongs to another user"},
-        413: {"model": Problem, "description": "Body larger than 64 KiB"},
-        415: {"model": Problem, "description": "Body is not JSON"},
-        422: {"model": Problem, "description": "Invalid path, query, header or body"},
-        503: {"model": Problem, "description": "Database unavailable; see Retry-After"},
-    },
-)
+router = APIRouter(prefix="/api/{user_id}/tasks", tags=["tasks"], responses=TASK_PROBLEMS)
 
 TaskId = Annotated[int, Path(ge=1, le=TASK_ID_MAX, description="The task's id.")]
 IfMatch = Annotated[
     str | None,
-    Header(description='Make the write conditional on the task\'s ETag (e.g. `"3"`).'),
+    Header(description='Make the write conditional on the task\'s ETag (e.g. `"3"`, with quotes).'),
+    WithJsonSchema(IF_MATCH_SCHEMA),
 ]
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -53,40 +63,6 @@ IdempotencyKeyHeader = Annotated[
         description="Makes the write safe to retry: a repeat within 24 hours replays the answer.",
     ),
 ]
-
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "No such task for this user"}
-}
-CONDITIONAL: dict[int | str, dict[str, Any]] = {
-    **NOT_FOUND,
-    412: {"model": Problem, "description": "If-Match named a stale version; body has `current`"},
-}
-# OpenAPI links: how a client (or a stateful fuzzer) goes from a task it got to the next call.
-_TASK_LINK_PARAMETERS = {
-    "user_id": "$request.path.user_id",
-    "task_id": "$response.body#/id",
-}
-_CONDITIONAL_LINK_PARAMETERS = {**_TASK_LINK_PARAMETERS, "header.If-Match": "$response.header.ETag"}
-TASK_LINKS = {
-    "ReadTask": {"operationId": "readTask", "parameters": _TASK_LINK_PARAMETERS},
-    "UpdateTask": {"operationId": "updateTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
-    "PatchTask": {"operationId": "patchTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
-    "CompleteTask": {"operationId": "completeTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
-    "DeleteTask": {"operationId": "deleteTask", "parameters": _CONDITIONAL_LINK_PARAMETERS},
-}
-
-
-def linked(status_code: int) -> dict[int | str, dict[str, Any]]:
-    return {status_code: {"links": TASK_LINKS}}
-
-
-IDEMPOTENT: dict[int | str, dict[str, Any]] = {
-    409: {"model": Problem, "description": "A request with this Idempotency-Key is running"},
-}
-NEXT_PAGE_LINK = {
-    "description": 'When more tasks remain: `<url of the next page>; rel="next"`.',
-    "schema": {"type": "string"},
-}
 
 
 def task_response(task: Task, status_code: int = 200) -> StoredResponse:
@@ -125,6 +101,35 @@ def run(
     return send(stored, replayed=replayed)
 
 
+async def read_page(
+    reader: Reader, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec
+) -> tuple[list[TaskRow], str | None]:
+    """One page of the list, and the cursor of the next page when more rows remain."""
+    bound_to = binding(user_id, params.bound_parameters())
+    after = None if params.cursor is None else cursors.decode(params.cursor, bound_to)
+    rows = await queries.list_tasks(
+        reader,
+        user_id=user_id,
+        status=params.status,
+        sort=params.sort,
+        order=params.direction(),
+        filters=params.filters(now),
+        limit=params.limit + 1,  # one more than asked: is there a next page?
+        after=after,
+    )
+    if len(rows) <= params.limit:
+        return rows, None
+    last = rows[params.limit - 1]
+    assert last.sort_key is not None
+    return rows[: params.limit], cursors.encode(Position(key=last.sort_key, id=last.id), bound_to)
+
+
+def next_link(url: URL, cursor: str) -> str:
+    """An RFC 8288 Link to the next page: this request's path and query with the new cursor."""
+    following = url.include_query_params(cursor=cursor)
+    return f'<{following.path}?{following.query}>; rel="next"'
+
+
 @router.get(
     "",
     response_model=list[TaskOut],
@@ -149,7 +154,10 @@ async def list_tasks(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskOut,
-    responses={**IDEMPOTENT, **linked(201)},
+    responses={
+        **IDEMPOTENT,
+        **task_answer(201, Location=LOCATION, **{"Idempotent-Replayed": IDEMPOTENT_REPLAYED}),
+    },
     operation_id="createTask",
     summary="Create a task",
 )
@@ -175,7 +183,11 @@ def create_task(
 @router.get(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**NOT_FOUND, 304: {"description": "If-None-Match named the current version"}},
+    responses={
+        **NOT_FOUND,
+        **task_answer(200),
+        304: {"description": "If-None-Match named the current version", "headers": {"ETag": ETAG}},
+    },
     operation_id="readTask",
     summary="Read a task",
 )
@@ -183,7 +195,11 @@ async def read_task(
     user_id: CurrentUser,
     task_id: TaskId,
     reader: ReaderDep,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(description='Answer 304 if the task is still at this ETag (e.g. `"3"`).'),
+        WithJsonSchema(IF_NONE_MATCH_SCHEMA),
+    ] = None,
 ) -> Response:
     row = await queries.get_task(reader, user_id=user_id, task_id=task_id)
     if row is None:
@@ -194,35 +210,18 @@ async def read_task(
     return Response(task_json(row), headers=headers, media_type="application/json")
 
 
-def update_command(
-    user_id: str, task_id: int, body: TaskUpdate, if_match: str | None
-) -> UpdateTask:
-    sent = body.model_fields_set
-    return UpdateTask(
-        user_id=user_id,
-        task_id=task_id,
-        if_version=if_match_versions(if_match),
-        title=body.title if "title" in sent and body.title is not None else UNSET,
-        description=body.description if "description" in sent else UNSET,
-        due_date=body.due_date if "due_date" in sent else UNSET,
-        due_at=body.due_at if "due_at" in sent else UNSET,
-        priority=body.priority if "priority" in sent and body.priority is not None else UNSET,
-        tags=tuple(body.tags or ()) if "tags" in sent else UNSET,
-    )
-
-
 # PUT and PATCH (a JSON Merge Patch of our flat task) are the same partial update (ADR 0004).
 @router.put(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**CONDITIONAL, **linked(200)},
+    responses={**CONDITIONAL, **task_answer(200)},
     operation_id="updateTask",
     summary="Update a task",
 )
 @router.patch(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**CONDITIONAL, **linked(200)},
+    responses={**CONDITIONAL, **task_answer(200)},
     operation_id="patchTask",
     summary="Change some fields (JSON Merge Patch, RFC 7396)",
     openapi_extra={
@@ -242,7 +241,13 @@ def update_task(
     session: SessionDep,
     if_match: IfMatch = None,
 ) -> Response:
-    return send(task_response(dispatch(update_command(user_id, task_id, body, if_match), session)))
+    cmd = UpdateTask(
+        user_id=user_id,
+        task_id=task_id,
+        if_version=if_match_versions(if_match),
+        changes=body.changes(),
+    )
+    return send(task_response(dispatch(cmd, session)))
 
 
 @router.delete(
@@ -263,7 +268,11 @@ def delete_task(
 @router.patch(
     "/{task_id}/complete",
     response_model=TaskOut,
-    responses={**CONDITIONAL, **IDEMPOTENT, **linked(200)},
+    responses={
+        **CONDITIONAL,
+        **IDEMPOTENT,
+        **task_answer(200, **{"Idempotent-Replayed": IDEMPOTENT_REPLAYED}),
+    },
     operation_id="completeTask",
     summary='Toggle completion, or set it with a body {"completed": true|false}',
 )

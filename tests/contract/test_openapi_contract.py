@@ -12,10 +12,12 @@ Two runs share the checks between them, because one server cannot serve both pur
 Any failure fails the test and prints schemathesis' report.
 """
 
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,15 +31,26 @@ SECRET = "contract-test-secret-" + "x" * 32
 MAX_EXAMPLES = 10
 
 # Statuses a schema-valid request may still get by design: 412 when If-Match names another
-# version; 422 when an Idempotency-Key is reused for another body, or for a `cursor` that this
-# server did not sign (no schema can say which strings those are).
+# version; 422 when an Idempotency-Key is reused for another body, for a `cursor` that this
+# server did not sign, or for a `tz` that is not a zone name (no schema can say which strings
+# those are: the zone list is the server's and is a plain string in the document).
 EXPECTED = """
 [checks.positive_data_acceptance]
 expected-statuses = ["2XX", "3XX", "401", "403", "404", "409", "412"]
 
 [[operations]]
-include-operation-id = ["createTask", "completeTask", "listTasks"]
+include-operation-id = ["createTask", "completeTask", "listTasks", "taskStats"]
 checks.positive_data_acceptance.expected-statuses = [
+    "2XX", "3XX", "401", "403", "404", "409", "412", "422",
+]
+
+# The coverage phase cannot make a header value that needs a `"` (it narrows header values to
+# letters and digits), so it sends `If-Match: 0` as "valid"; the service rightly answers 422.
+# Only there, for the operations that take If-Match/If-None-Match, 422 is expected; the other
+# phases generate real ETags and still must not get it.
+[[operations]]
+include-operation-id = ["readTask", "updateTask", "patchTask", "deleteTask"]
+phases.coverage.checks.positive_data_acceptance.expected-statuses = [
     "2XX", "3XX", "401", "403", "404", "409", "412", "422",
 ]
 """
@@ -69,16 +82,24 @@ def authenticated_server(database_url: str, app_database_url: str) -> Iterator[s
         yield base
 
 
-def schemathesis(server: str, config: str, seed: int, workdir: Path, *args: str) -> None:
+def schemathesis(
+    server: str, config: str, seed: int, workdir: Path, *args: str, document: str | None = None
+) -> None:
+    """Run schemathesis against `server`, with its own document or the one given as a file."""
     config_file = workdir / "schemathesis.toml"
     config_file.write_text(config)
+    location = f"{server}/openapi.json"
+    if document is not None:
+        location = str(workdir / "openapi.json")
+        Path(location).write_text(document)
+        args = (*args, "--url", server)
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
         str(config_file),
         "--no-color",
         "run",
-        f"{server}/openapi.json",
+        location,
         "--seed",
         str(seed),
         "--max-examples",
@@ -100,8 +121,24 @@ def schemathesis(server: str, config: str, seed: int, workdir: Path, *args: str)
 def test_the_api_honours_its_contract_for_any_user(
     open_server: str, seed: int, tmp_path: Path
 ) -> None:
+    # The document always declares the bearer scheme (clients generated from a development
+    # server must match production); this server does not enforce it, so it is tested against
+    # the document without it.
+    with urllib.request.urlopen(f"{open_server}/openapi.json", timeout=10) as response:
+        document = json.loads(response.read())
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation.pop("security", None)
     schemathesis(
-        open_server, EXPECTED, seed, tmp_path, "--checks", "all", "--exclude-checks", "ignored_auth"
+        open_server,
+        EXPECTED,
+        seed,
+        tmp_path,
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "ignored_auth",
+        document=json.dumps(document),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import jwt
 import pytest
 
+from db.embedded import postmaster_pid
 from tests.auth_support import BASE_URL, claims_for
 
 STARTUP_SECONDS = 60
@@ -58,9 +59,9 @@ def wait_until_serving(base: str, process: subprocess.Popen[bytes]) -> None:
         try:
             call(base, "GET", "/openapi.json")
             return
-        # A request that arrives while the workers still start waits in the listener's queue;
-        # on a loaded machine that takes longer than one call's 10 s, so it is tried again.
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+        # Refused, reset, or a read timeout on a connection queued while the server starts (serve
+        # listens before the database is up, and a worker still starting leaves it queued).
+        except OSError:
             time.sleep(0.2)
     raise AssertionError(f"taskapi serve did not answer within {STARTUP_SECONDS}s")
 
@@ -82,19 +83,6 @@ def serving(env: dict[str, str], *args: str) -> Iterator[str]:
             process.kill()
             process.wait()
     assert process.returncode == 0
-
-
-def postmaster_pid(pgdata: Path) -> int | None:
-    """The pid of a postmaster still running on `pgdata`, if any."""
-    pid_file = pgdata / "postmaster.pid"
-    if not pid_file.exists():
-        return None
-    pid = int(pid_file.read_text().split()[0])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
+from db import reads
 from db.reads import ReadPool
 from db.settings import Settings
 
@@ -125,3 +126,9 @@ def test_an_unreachable_database_fails_the_read_within_the_pool_timeout() -> Non
         with_pool(settings, backend_pid)
 
     assert time.monotonic() - started < 3
+
+
+def test_compiled_statements_are_kept_up_to_a_bound() -> None:
+    for n in range(reads.COMPILED_STATEMENTS + 50):
+        assert reads.psycopg_sql(text(f"SELECT {n} WHERE :x")) == f"SELECT {n} WHERE %(x)s"
+    assert len(reads._COMPILED) == reads.COMPILED_STATEMENTS

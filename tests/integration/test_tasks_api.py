@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-PROBLEM_KEYS = {"type", "title", "status", "detail"}
+PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
 
 
 def create(client: TestClient, user: str = "alice", **body: Any) -> dict[str, Any]:
@@ -24,6 +24,8 @@ def assert_problem(response: Response, status: int) -> dict[str, Any]:
     problem: dict[str, Any] = response.json()
     assert problem.keys() >= PROBLEM_KEYS
     assert problem["status"] == status
+    assert problem["type"].startswith("/problems/")
+    assert problem["request_id"] == response.headers["x-request-id"]
     assert "Traceback" not in response.text
     return problem
 
@@ -396,8 +398,8 @@ def test_unknown_route_is_a_problem_404(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("DELETE", "/api/alice/tasks", "GET, POST"),
-        ("POST", "/api/alice/tasks/1", "DELETE, GET, PATCH, PUT"),
+        ("DELETE", "/api/alice/tasks", "GET, HEAD, POST"),
+        ("POST", "/api/alice/tasks/1", "DELETE, GET, HEAD, PATCH, PUT"),
         ("GET", "/api/alice/tasks/1/complete", "PATCH"),
     ],
 )
