@@ -1,5 +1,6 @@
 """The FastAPI application factory. Engines are built when the app starts, never at import."""
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -35,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = make_write_engine(settings)
-        app.state.cursors = CursorCodec(cursor_secret or stored_cursor_secret(write_engine))
+        app.state.cursors = CursorCodec(
+            cursor_secret or functools.partial(stored_cursor_secret, write_engine)
+        )
         read_pool = ReadPool(settings)
         await read_pool.open()
         app.state.session_factory = sessionmaker(

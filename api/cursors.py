@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -67,11 +68,22 @@ def invalid_cursor(message: str) -> RequestValidationError:
 
 
 class CursorCodec:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    """Signs and checks cursors with `secret`, or with the key `secret()` returns, fetched on
+    first use: an app then starts without its database, as it does for everything else."""
+
+    def __init__(self, secret: bytes | Callable[[], bytes]) -> None:
+        self._secret = secret if isinstance(secret, bytes) else None
+        self._fetch = secret if not isinstance(secret, bytes) else None
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            assert self._fetch is not None
+            # Two first uses at once both fetch the same key; no lock needed.
+            self._secret = self._fetch()
+        return self._secret
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+        return hmac.new(self._key(), payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
     def encode(self, position: Position, bound_to: str) -> str:
         payload = json.dumps([VERSION, bound_to, position.key, position.id]).encode()
