@@ -1,5 +1,6 @@
 """The FastAPI application factory. Engines are built when the app starts, never at import."""
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,12 +12,13 @@ from sqlmodel import Session
 from api.auth.config import build_authenticator
 from api.auth.errors import AuthNotConfigured
 from api.cors import Cors, origins_problem
-from api.cursors import CursorCodec
+from api.cursors import CursorCodec, configured_secret
 from api.errors import install_error_handlers
 from api.limits import RequestLimits
 from api.openapi import describe_service
 from api.request_context import RequestContext
 from api.routers import health, service, stats, tags, tasks
+from db.cursor_secret import stored_cursor_secret
 from db.engine import TIMEOUTS_OPTION, Timeouts, make_write_engine
 from db.reads import ReadPool
 from db.settings import Settings
@@ -29,10 +31,14 @@ indistinguishable from one that does not exist. Every error is `application/prob
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    cursor_secret = configured_secret(settings)  # a short CURSOR_SECRET refuses to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = make_write_engine(settings)
+        app.state.cursors = CursorCodec(
+            cursor_secret or functools.partial(stored_cursor_secret, write_engine)
+        )
         read_pool = ReadPool(settings)
         await read_pool.open()
         app.state.session_factory = sessionmaker(
@@ -67,7 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if origins:
         app.add_middleware(Cors, origins=origins)
     app.add_middleware(RequestContext)  # outermost: every answer, CORS's too, has an id
-    app.state.cursors = CursorCodec.from_settings(settings)
     app.include_router(stats.router)  # before tasks: /tasks/stats is not a task id
     app.include_router(tasks.router)
     app.include_router(tags.router)

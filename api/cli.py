@@ -6,7 +6,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -24,6 +23,7 @@ import uvicorn
 from api.auth.config import auth_mode, auth_unconfigured
 from api.auth.errors import AuthNotConfigured
 from api.cors import DEVELOPMENT_ORIGIN, origins_problem
+from api.cursors import CursorSecretTooShort, configured_secret
 from api.http_server import server_options
 from db import backup as backups
 from db import embedded
@@ -102,6 +102,15 @@ def refuse_to_serve_unauthenticated(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def refuse_a_weak_cursor_secret(settings: Settings) -> None:
+    """Exit if CURSOR_SECRET is set but short: anyone could then forge cursors."""
+    try:
+        configured_secret(settings)
+    except CursorSecretTooShort as exc:
+        log.error("refusing to start: %s", exc)
+        raise SystemExit(2) from None
+
+
 def refuse_to_bypass_row_security(settings: Settings) -> None:
     """Exit if a URL's role is exempt from row-level security, unless ALLOW_RLS_BYPASS is set."""
     urls = {"DATABASE_URL": settings.write_url(), "READ_DATABASE_URL": settings.read_database_url}
@@ -167,14 +176,12 @@ def serve(args: argparse.Namespace) -> None:
     # or joins (or starts) the database.
     listeners = claim_port(args.host, args.port, args.workers)
     refuse_to_serve_unauthenticated(settings)
+    refuse_a_weak_cursor_secret(settings)
     with database(settings) as running:
         refuse_to_bypass_row_security(running)
         upgrade(running.migration_url())
         # Workers are separate processes that read their settings from the environment.
         os.environ["DATABASE_URL"] = running.write_url()
-        if running.cursor_secret is None:
-            # One key for all workers, so a cursor from one is valid on another (ADR 0005).
-            os.environ["CURSOR_SECRET"] = secrets.token_urlsafe(32)
         options = uvicorn_options(args.host, running)
         if args.workers == 1:
             run_worker(options, listeners[0])

@@ -5,6 +5,9 @@ payload is the JSON array `[version, binding, sort key, id]`: the position of th
 page, and a digest of the user and every list parameter except `cursor` and `limit`. Changing a
 byte breaks the signature; reusing a cursor with other parameters breaks the binding. Both are a
 422 naming `cursor`. See docs/adr/0005-keyset-cursors.md.
+
+The secret is CURSOR_SECRET when set (at least 32 bytes), else the key migration 0005 stored in
+the database, so every instance on one database agrees and cursors survive restarts (ADR 0009).
 """
 
 import base64
@@ -12,8 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
-import logging
-import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -21,11 +23,28 @@ from fastapi.exceptions import RequestValidationError
 from db.settings import Settings
 from queries.tasks import Position
 
-log = logging.getLogger(__name__)
-
 VERSION = 1
 SIGNATURE_BYTES = 16
 MAX_CURSOR_LENGTH = 1024
+MIN_SECRET_BYTES = 32
+"""As long as the HMAC-SHA256 key it feeds: a shorter one is easier to guess than to forge."""
+
+
+class CursorSecretTooShort(ValueError):
+    pass
+
+
+def configured_secret(settings: Settings) -> bytes | None:
+    """CURSOR_SECRET's bytes, None when unset; too short (empty included) is refused."""
+    if settings.cursor_secret is None:
+        return None
+    secret = settings.cursor_secret.get_secret_value().encode()
+    if len(secret) < MIN_SECRET_BYTES:
+        raise CursorSecretTooShort(
+            f"CURSOR_SECRET is {len(secret)} bytes; it needs at least {MIN_SECRET_BYTES}, or leave"
+            " it unset to use the key stored in the database"
+        )
+    return secret
 
 
 def _b64encode(raw: bytes) -> str:
@@ -49,19 +68,22 @@ def invalid_cursor(message: str) -> RequestValidationError:
 
 
 class CursorCodec:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    """Signs and checks cursors with `secret`, or with the key `secret()` returns, fetched on
+    first use: an app then starts without its database, as it does for everything else."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "CursorCodec":
-        if settings.cursor_secret is not None:
-            return cls(settings.cursor_secret.get_secret_value().encode())
-        # Fine for one process; `taskapi serve` sets CURSOR_SECRET so that its workers agree.
-        log.info("CURSOR_SECRET is unset: cursors are signed with a key of this process only")
-        return cls(secrets.token_bytes(32))
+    def __init__(self, secret: bytes | Callable[[], bytes]) -> None:
+        self._secret = secret if isinstance(secret, bytes) else None
+        self._fetch = secret if not isinstance(secret, bytes) else None
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            assert self._fetch is not None
+            # Two first uses at once both fetch the same key; no lock needed.
+            self._secret = self._fetch()
+        return self._secret
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+        return hmac.new(self._key(), payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
     def encode(self, position: Position, bound_to: str) -> str:
         payload = json.dumps([VERSION, bound_to, position.key, position.id]).encode()
@@ -79,7 +101,13 @@ class CursorCodec:
             raise invalid_cursor(
                 "was altered or has expired; start again from the first page without a cursor"
             )
-        version, bound, key, row_id = json.loads(payload)
+        try:
+            version, bound, key, row_id = json.loads(payload)
+        except (ValueError, TypeError):
+            # Signed but not of our shape: only someone holding the key could make one.
+            raise invalid_cursor("is not a cursor this service issued") from None
+        if not isinstance(row_id, int) or isinstance(row_id, bool) or not isinstance(key, str):
+            raise invalid_cursor("is not a cursor this service issued")
         if version != VERSION or bound != bound_to:
             raise invalid_cursor(
                 "was made for different list parameters; send the same parameters as the"

@@ -8,7 +8,9 @@ build per index beats a million index insertions.
 Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench can pick a real
 (user_id, id) pair with integer arithmetic alone (its `\\set` has no strings). User ids are
 decimal strings, which the service's user_id pattern accepts. Ids rise with `created_at`, as
-identity values do in production, so each user's newest tasks are its highest ids.
+they do in production, so each user's newest tasks are its highest ids. Ids are unique per user
+(each user's own, with gaps here); the load sets every user's counter to its highest id, so the
+service's next create for that user continues from there (migration 0005).
 
 One more user, `heavy` (not a number, so no arithmetic of pgbench's and no sampled pair can land
 on it), owns the ids after those: the head-of-line scenario searches its many tasks while the
@@ -58,9 +60,24 @@ FROM (SELECT i + :id_offset AS id,
 ORDINARY_OWNER = "(1 + (id - 1) % :users)::text"
 ONE_OWNER = "CAST(:owner AS text)"
 SET_SEED_SQL = text("SELECT setseed(:seed)")
-# The next POST must not collide with the ids the load chose.
-ADVANCE_IDS_SQL = text("SELECT setval(pg_get_serial_sequence('tasks', 'id'), :last_id)")
-DELETE_ADDED_SQL = text("DELETE FROM tasks WHERE id > :last_id")
+# Ids are per user (migration 0005): each user's next POST takes the id after that user's
+# highest, so the counters are set from the rows the load wrote.
+SYNC_COUNTERS_SQL = (
+    text("DELETE FROM task_counters"),
+    text(
+        "INSERT INTO task_counters (user_id, last_id)"
+        " SELECT user_id, max(id) FROM tasks GROUP BY user_id"
+    ),
+)
+# A workload's new task continues its user's ids, which interleave with other users' loaded ones,
+# so what the load wrote is recognised by its owner-and-id pattern, not by an id threshold.
+DELETE_ADDED_SQL = text(
+    """
+    DELETE FROM tasks
+    WHERE NOT (id <= :tasks AND user_id = (1 + (id - 1) % :users)::text)
+      AND NOT (user_id = :heavy AND id > :tasks AND id <= :last_id)
+    """
+)
 KEYS_SQL = text(
     "SELECT conname AS name, pg_get_constraintdef(oid) AS ddl FROM pg_constraint"
     " WHERE conrelid = 'tasks'::regclass AND contype IN ('p', 'u')"
@@ -199,7 +216,7 @@ def _write(
                 )
         inserted = time.perf_counter()
         _rebuild(conn, schema)
-        conn.execute(ADVANCE_IDS_SQL, {"last_id": stats.last_id})
+        _sync_counters(conn)
         indexed = time.perf_counter()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE) tasks"))
@@ -211,7 +228,7 @@ def _write(
     )
 
 
-def remove_added_rows(engine: Engine, *, last_id: int) -> float:
+def remove_added_rows(engine: Engine, loaded: LoadStats) -> float:
     """Undo a write workload's inserts and vacuum away its dead rows; return the seconds taken.
 
     pgbench inserts hundreds of thousands of rows in a `create` run; left in place they would
@@ -220,10 +237,24 @@ def remove_added_rows(engine: Engine, *, last_id: int) -> float:
     """
     started = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(DELETE_ADDED_SQL, {"last_id": last_id})
+        conn.execute(
+            DELETE_ADDED_SQL,
+            {
+                "tasks": loaded.tasks,
+                "users": loaded.users,
+                "heavy": HEAVY_USER,
+                "last_id": loaded.last_id,
+            },
+        )
+        _sync_counters(conn)  # the next run's new tasks get the same ids as this one's
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM (ANALYZE) tasks"))
     return time.perf_counter() - started
+
+
+def _sync_counters(conn: Connection) -> None:
+    for statement in SYNC_COUNTERS_SQL:
+        conn.execute(statement)
 
 
 def generate_sql(rows: Rows) -> str:

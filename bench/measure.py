@@ -96,7 +96,7 @@ def measure(session: Session, workload: Workload) -> list[Cell]:
 def restore_dataset(session: Session) -> None:
     engine = create_engine(sqlalchemy_url(session.owner_url))
     try:
-        seconds = remove_added_rows(engine, last_id=session.prepared.dataset.last_id)
+        seconds = remove_added_rows(engine, session.prepared.dataset)
     finally:
         engine.dispose()
     log.info("  removed the rows this workload added, vacuumed (%.1fs)", seconds)

@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 
 from sqlalchemy import (
     ColumnElement,
+    Executable,
     Insert,
     Update,
     and_,
@@ -26,11 +27,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.sql.dml import ReturningDelete
 from sqlmodel import Session, col
 
 from commands.errors import TaskNotFound, VersionConflict
-from db.models import PRIORITY_RANK, Priority, Task
+from db.models import PRIORITY_RANK, Priority, Task, TaskCounter
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,8 +107,26 @@ _CREATED = (
 
 @functools.cache
 def create_statement() -> Insert:
-    # One INSERT ... RETURNING, like every other write: no unit-of-work flush for one row.
-    return insert(Task).values({name: bindparam("p_" + name) for name in _CREATED}).returning(Task)
+    """One statement, like every other write: advance the caller's counter, insert the task
+    with the id it returns, return the row.
+
+    The upsert locks the caller's counter row until the transaction ends, so a concurrent create
+    by the same user waits and then takes the next number: no two tasks get one id. Other users'
+    creates never wait, since each has its own row.
+    """
+    next_id = (
+        upsert(TaskCounter)
+        .values(user_id=bindparam("p_user_id"), last_id=1)
+        .on_conflict_do_update(
+            index_elements=[col(TaskCounter.user_id)],
+            set_={"last_id": col(TaskCounter.last_id) + 1},
+        )
+        .returning(col(TaskCounter.last_id))
+        .cte("next_id")
+    )
+    values: dict[str, Any] = {name: bindparam("p_" + name) for name in _CREATED}
+    values["id"] = select(next_id.c.last_id).scalar_subquery()
+    return insert(Task).values(values).returning(Task).add_cte(next_id)
 
 
 def create_binds(cmd: CreateTask) -> Binds:
@@ -123,8 +143,16 @@ def create_binds(cmd: CreateTask) -> Binds:
     }
 
 
+@functools.cache
+def create_task_statement() -> Executable:
+    # The ORM's INSERT ... RETURNING entity path cannot find the task's columns in the result
+    # once the INSERT carries a data-modifying CTE (SQLAlchemy 2.1: NoSuchColumnError);
+    # from_statement maps the returned row to Task by column, the same single statement.
+    return select(Task).from_statement(create_statement())
+
+
 def create_task(cmd: CreateTask, session: Session) -> Task:
-    task: Task = session.execute(create_statement(), create_binds(cmd)).scalar_one()
+    task: Task = session.execute(create_task_statement(), create_binds(cmd)).scalar_one()
     return task
 
 

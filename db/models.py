@@ -6,18 +6,20 @@ from typing import Any, ClassVar, Literal, get_args
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
-    Identity,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
     false,
     func,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
@@ -72,9 +74,10 @@ class Task(SQLModel, table=True):
     __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
 
     user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    # Numbered per user from TaskCounter (commands/tasks.py), so an id tells nothing about
+    # other users' tasks; the column has no default of its own.
     id: int | None = Field(
-        default=None,
-        sa_column=Column(BigInteger, Identity(always=False), primary_key=True),
+        default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=False)
     )
     title: str = Field(sa_column=Column(String(TITLE_MAX), nullable=False))
     description: str | None = Field(
@@ -134,3 +137,28 @@ class IdempotencyKeyRow(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+
+
+class TaskCounter(SQLModel, table=True):
+    """The last task id each user was given; ids are never reused, even after a delete."""
+
+    __tablename__ = "task_counters"
+
+    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    last_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class CursorSecretRow(SQLModel, table=True):
+    """The key that signs list cursors when CURSOR_SECRET is unset: one row, made by migration
+    0005, readable by the service's role and writable only by the schema owner."""
+
+    __tablename__ = "cursor_secret"
+    __table_args__ = (
+        CheckConstraint("only_row", name="cursor_secret_one_row"),
+        CheckConstraint("octet_length(secret) >= 32", name="cursor_secret_long_enough"),
+    )
+
+    only_row: bool = Field(
+        default=True, sa_column=Column(Boolean, primary_key=True, server_default=true())
+    )
+    secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     """Keys older than this are refreshed in the background and stay in service if that fails."""
 
     # Signs list cursors; every process serving one API must share it (docs/adr/0005). Unset:
-    # `taskapi serve` generates one for its workers; a bare app generates its own.
+    # the key migration 0005 stored in the database (ADR 0009). Set: at least 32 bytes.
     cursor_secret: SecretStr | None = None
 
     # Browsers: origins whose pages may call the API (CORS); see README "Calling it from a browser".

@@ -195,8 +195,9 @@ def test_verdicts_say_met_or_by_how_much_not() -> None:
 def test_pgbench_writes_are_the_handlers_own_statements_with_pgbench_variables() -> None:
     create, toggle = create_sql(), toggle_sql()
 
-    assert create.startswith("INSERT INTO tasks (user_id, title,")
-    assert "VALUES (:user_id, 'bench task', NULL, false, NULL, '2026-12-31'" in create
+    assert create.startswith("WITH next_id AS \n(INSERT INTO task_counters (user_id, last_id)")
+    assert "INSERT INTO tasks (user_id, id, title," in create
+    assert "VALUES (:user_id, (SELECT next_id.last_id \nFROM next_id), 'bench task', NULL" in create
     assert toggle.startswith("UPDATE tasks SET completed=NOT tasks.completed")
     assert "WHERE tasks.user_id = :user_id AND tasks.id = :task_id RETURNING" in toggle
     assert "%(" not in create + toggle

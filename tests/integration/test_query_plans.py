@@ -12,8 +12,9 @@ TASKS_PER_USER = 100
 
 FILL = text(
     """
-    INSERT INTO tasks (user_id, title, completed, completed_at, due_date)
+    INSERT INTO tasks (user_id, id, title, completed, completed_at, due_date)
     SELECT 'user-' || (n % :users),
+           n,
            'task ' || n,
            n % 3 = 0,
            CASE WHEN n % 3 = 0 THEN now() END,

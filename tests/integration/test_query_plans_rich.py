@@ -36,9 +36,10 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "queries.md"
 
 FILL = text(
     """
-    INSERT INTO tasks (user_id, title, description, completed, completed_at, due_date, due_at,
-                       priority, tags, updated_at)
+    INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date,
+                       due_at, priority, tags, updated_at)
     SELECT 'user-' || (n % :users),
+           n,
            'task ' || n || ' ' || (ARRAY['buy milk', 'write report', 'call mum', 'fix bike',
                                          'pay rent'])[n % 5 + 1],
            CASE WHEN n % 4 = 0 THEN 'notes ' || md5(n::text) END,

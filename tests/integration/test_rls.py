@@ -17,16 +17,16 @@ from db.reads import ReadPool
 from db.settings import Settings
 from tests.readers import ConnectionReader
 
-INSERT = text("INSERT INTO tasks (user_id, title) VALUES (:user_id, :title)")
+INSERT = text("INSERT INTO tasks (user_id, id, title) VALUES (:user_id, :id, :title)")
 CURRENT_USER_SETTING = text("SELECT current_setting('app.user_id', true)")
 
 
 @pytest.fixture
 def two_users(app_connection: Connection) -> Connection:
     """Two tasks of alice's and one of bob's, written as each of them."""
-    for user, title in (("alice", "a1"), ("alice", "a2"), ("bob", "b1")):
+    for user, task_id, title in (("alice", 1, "a1"), ("alice", 2, "a2"), ("bob", 1, "b1")):
         act_as(app_connection, user)
-        app_connection.execute(INSERT, {"user_id": user, "title": title})
+        app_connection.execute(INSERT, {"user_id": user, "id": task_id, "title": title})
     return app_connection
 
 
@@ -62,7 +62,7 @@ def test_the_view_is_filtered_for_its_reader_not_its_owner(two_users: Connection
 @pytest.mark.parametrize(
     "statement",
     [
-        "INSERT INTO tasks (user_id, title) VALUES ('bob', 'planted')",
+        "INSERT INTO tasks (user_id, id, title) VALUES ('bob', 9, 'planted')",
         "UPDATE tasks SET user_id = 'bob'",
     ],
     ids=["insert-for-another-user", "move-to-another-user"],

@@ -64,8 +64,10 @@ class TasksMachine(RuleBasedStateMachine):
         self.conn.close()
 
     def owned(self, ref: TaskRef, actor: str) -> Task | None:
-        owner, task_id = ref
-        return self.model[owner].get(task_id) if actor == owner else None
+        """The task `actor`'s request for `ref`'s id addresses: ids are per user, so another
+        user's id names the actor's own task with that number, if the actor has one."""
+        _, task_id = ref
+        return self.model[actor].get(task_id)
 
     @rule(target=tasks, user=users, title=titles, description=descriptions, due=due_dates)
     def create(self, user: str, title: str, description: str | None, due: str | None) -> TaskRef:
