@@ -1,12 +1,12 @@
 """The write side's single entry point and its one commit."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import assert_never
 
 from sqlmodel import Session
 
-from commands.idempotency import IdempotencyKey, StoredResponse, claim, remember
+from commands.idempotency import IdempotencyKey, claim, remember
 from commands.tasks import (
     CreateTask,
     DeleteTask,
@@ -58,21 +58,16 @@ def dispatch(cmd: Command, session: Session) -> Task:
         return handle(cmd, session)
 
 
-def dispatch_once(
-    cmd: Command,
-    session: Session,
-    key: IdempotencyKey,
-    render: Callable[[Task], StoredResponse],
-) -> tuple[StoredResponse, bool]:
-    """Like `dispatch`, under an idempotency key: (response, replayed).
+def dispatch_once(cmd: Command, session: Session, key: IdempotencyKey) -> tuple[Task, bool]:
+    """Like `dispatch`, under an idempotency key: (the task, whether it is a replay).
 
-    The first use runs the command and stores `render(task)` in the same transaction; a repeat
-    returns the stored response and changes nothing.
+    The first use runs the command and stores its result in the same transaction; a repeat
+    returns the stored result and changes nothing.
     """
     with unit_of_work(session):
         stored = claim(session, key)
         if stored is not None:
             return stored, True
-        response = render(handle(cmd, session))
-        remember(session, key, response)
-        return response, False
+        task = handle(cmd, session)
+        remember(session, key, task)
+        return task, False

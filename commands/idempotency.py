@@ -1,20 +1,21 @@
 """Idempotency keys: a retried write is answered with the first answer, never run twice.
 
-A key belongs to one user. The first request holding it runs its command and stores its response
-in the same transaction; a repeat within 24 hours gets that response back. A transaction-level
+A key belongs to one user. The first request holding it runs its command and stores its result
+(the task as the command left it) in the same transaction; a repeat within 24 hours gets that
+result back, and the caller renders it as it rendered the first. A transaction-level
 advisory lock on (user, key) serialises requests that share a key: a repeat that arrives while
 the first is running waits for it (up to LOCK_WAIT) and then replays its answer.
 """
 
 import hashlib
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from commands.errors import CommandError
+from db.models import Task
 
 # The key lifetime (24 hours) and the wait for a running twin (10 s) are written into the SQL.
 LOCK_NOT_AVAILABLE = "55P03"
@@ -36,13 +37,6 @@ class IdempotencyKey:
     """A digest of what the request asks for (method, path, body): a reused key must match it."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoredResponse:
-    status_code: int
-    body: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
@@ -51,8 +45,8 @@ LOCK_KEY = text(
     "SET LOCAL lock_timeout = '10s';"
     " SELECT pg_advisory_xact_lock(hashtextextended(:user_id || chr(31) || :key, 0))"
 )
-FIND_RESPONSE = text(
-    "SELECT fingerprint, status_code, headers, body FROM idempotency_keys"
+FIND_RESULT = text(
+    "SELECT fingerprint, result FROM idempotency_keys"
     " WHERE user_id = :user_id AND key = :key"
     " AND created_at > now() - interval '24 hours'"
 )
@@ -60,14 +54,14 @@ PURGE_EXPIRED = text(
     "DELETE FROM idempotency_keys"
     " WHERE user_id = :user_id AND created_at <= now() - interval '24 hours'"
 )
-STORE_RESPONSE = text(
-    "INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, headers, body)"
-    " VALUES (:user_id, :key, :fingerprint, :status_code, CAST(:headers AS jsonb), :body)"
+STORE_RESULT = text(
+    "INSERT INTO idempotency_keys (user_id, key, fingerprint, result)"
+    " VALUES (:user_id, :key, :fingerprint, CAST(:result AS jsonb))"
 )
 
 
-def claim(session: Session, key: IdempotencyKey) -> StoredResponse | None:
-    """Hold the key for this transaction; the stored response if it was used before."""
+def claim(session: Session, key: IdempotencyKey) -> Task | None:
+    """Hold the key for this transaction; the stored result if it was used before."""
     params = {"user_id": key.user_id, "key": key.key}
     try:
         session.execute(LOCK_KEY, params)
@@ -75,24 +69,22 @@ def claim(session: Session, key: IdempotencyKey) -> StoredResponse | None:
         if getattr(error.orig, "pgcode", None) == LOCK_NOT_AVAILABLE:
             raise IdempotencyKeyInUse(key.key) from error
         raise
-    row = session.execute(FIND_RESPONSE, params).one_or_none()
+    row = session.execute(FIND_RESULT, params).one_or_none()
     if row is None:
         return None
     if row.fingerprint != key.fingerprint:
         raise IdempotencyKeyReused(key.key)
-    return StoredResponse(status_code=row.status_code, body=row.body, headers=row.headers)
+    return Task.model_validate(row.result)
 
 
-def remember(session: Session, key: IdempotencyKey, response: StoredResponse) -> None:
+def remember(session: Session, key: IdempotencyKey, result: Task) -> None:
     params = {"user_id": key.user_id, "key": key.key}
     session.execute(PURGE_EXPIRED, params)
     session.execute(
-        STORE_RESPONSE,
+        STORE_RESULT,
         {
             **params,
             "fingerprint": key.fingerprint,
-            "status_code": response.status_code,
-            "headers": json.dumps(response.headers),
-            "body": response.body,
+            "result": result.model_dump_json(),
         },
     )

@@ -122,7 +122,7 @@ Index("tasks_user_title_idx", Task.user_id, func.lower(Task.title), Task.id)  # 
 
 
 class IdempotencyKeyRow(SQLModel, table=True):
-    """A stored answer to a write sent with an Idempotency-Key (see commands/idempotency.py)."""
+    """The result of a write sent with an Idempotency-Key (see commands/idempotency.py)."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (Index("idempotency_keys_user_created_idx", "user_id", "created_at"),)
@@ -130,9 +130,8 @@ class IdempotencyKeyRow(SQLModel, table=True):
     user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
     key: str = Field(sa_column=Column(String(255), primary_key=True))
     fingerprint: str = Field(sa_column=Column(String(64), nullable=False))
-    status_code: int = Field(sa_column=Column(SmallInteger, nullable=False))
-    headers: dict[str, str] = Field(sa_column=Column(JSONB, nullable=False))
-    body: str = Field(sa_column=Column(Text, nullable=False))
+    result: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    """The task as the command left it (`Task`'s fields, priority as its rank)."""
     created_at: datetime | None = Field(
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),

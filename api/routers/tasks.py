@@ -33,7 +33,7 @@ from api.schemas import TASK_ID_MAX, CompletionBody, TaskCreate, TaskOut, TaskUp
 from api.task_json import task_json, tasks_json
 from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound
-from commands.idempotency import IdempotencyKey, StoredResponse, fingerprint
+from commands.idempotency import IdempotencyKey, fingerprint
 from commands.tasks import (
     CreateTask,
     DeleteTask,
@@ -65,17 +65,15 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def task_response(task: Task, status_code: int = 200) -> StoredResponse:
+def task_response(task: Task, status_code: int = 200, *, replayed: bool = False) -> Response:
+    """The task as JSON with its ETag (and Location when created); a replay says it is one."""
     out = TaskOut.model_validate(task)
     headers = {"ETag": etag(out.version)}
     if status_code == status.HTTP_201_CREATED:
         headers["Location"] = f"/api/{out.user_id}/tasks/{out.id}"
-    return StoredResponse(status_code=status_code, body=out.model_dump_json(), headers=headers)
-
-
-def send(stored: StoredResponse, *, replayed: bool = False) -> Response:
-    headers = {**stored.headers, **({"Idempotent-Replayed": "true"} if replayed else {})}
-    return Response(stored.body, stored.status_code, headers=headers, media_type="application/json")
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(out.model_dump_json(), status_code, headers, media_type="application/json")
 
 
 def run(
@@ -88,17 +86,15 @@ def run(
 ) -> Response:
     """Dispatch, once per Idempotency-Key when one was sent, and answer with the task."""
     if key is None:
-        return send(task_response(dispatch(cmd, session), status_code))
+        return task_response(dispatch(cmd, session), status_code)
     sent = "" if body is None else body.model_dump_json(exclude_unset=True)
     idempotency = IdempotencyKey(
         user_id=cmd.user_id,
         key=key,
         fingerprint=fingerprint(request.method, request.url.path, sent),
     )
-    stored, replayed = dispatch_once(
-        cmd, session, idempotency, lambda task: task_response(task, status_code)
-    )
-    return send(stored, replayed=replayed)
+    task, replayed = dispatch_once(cmd, session, idempotency)
+    return task_response(task, status_code, replayed=replayed)
 
 
 async def read_page(
@@ -247,7 +243,7 @@ def update_task(
         if_version=if_match_versions(if_match),
         changes=body.changes(),
     )
-    return send(task_response(dispatch(cmd, session)))
+    return task_response(dispatch(cmd, session))
 
 
 @router.delete(
