@@ -185,4 +185,7 @@ def _settings_before_first_statement(
 @event.listens_for(Engine, "rollback")
 def _forget_pending_settings(conn: Connection) -> None:
     # A transaction that ended before any statement ran must not hand its user to the next.
-    conn.info.pop(_PENDING_SETTINGS, None)
+    # An invalidated connection (the server went away mid-transaction) is discarded with its
+    # info, and asking for that info now would raise instead of rolling back.
+    if not conn.invalidated:
+        conn.info.pop(_PENDING_SETTINGS, None)
