@@ -185,7 +185,7 @@ def test_clients_trickling_their_heads_are_dropped_while_others_are_served(
         for sock in slow:
             answer = read_answer(sock)
             assert answer.status == 408
-            assert answer.problem()["title"] == "Request Timeout"
+            assert answer.problem()["type"] == "/problems/request-timeout"
             assert closed_by_server(sock)
 
 
