@@ -85,7 +85,7 @@ statuses = st.sampled_from(["all", "pending", "completed"])
 zones = st.sampled_from(ZONES)
 completions = st.none() | st.booleans()
 """The body of `/complete`: none toggles, `{"completed": b}` sets."""
-# Who writes: mostly the task's owner, sometimes (a third) each user, the owner included.
+# Who writes: the task's owner (None) five times in seven, another user otherwise.
 as_users = st.sampled_from((None, None, None, None, *USERS))
 CONDITIONS = ("none", "current", "stale", "any-of-with-current", "star")
 conditions = st.sampled_from(CONDITIONS)
@@ -194,6 +194,20 @@ def tags_of(tasks: list[Task]) -> list[dict[str, Any]]:
         }
         for name in names
     ]
+
+
+WRITABLE = ("title", "description", "due_date", "due_at", "priority", "tags")
+
+
+def spelt_differently(field: str, value: Any) -> Any:
+    """Another way to send a stored value: padded, upper-cased, or in another offset."""
+    if field == "title":
+        return f" {value} "
+    if field == "tags":
+        return [tag.upper() for tag in reversed(value)]
+    if field == "due_at" and value is not None:
+        return instant(value).astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+    return value
 
 
 def etag(task: Task) -> str:
@@ -353,8 +367,9 @@ class TasksMachine(RuleBasedStateMachine):
         return problem
 
     def refused(self, response: httpx.Response, actor: str, ref: TaskRef, request: Request) -> bool:
-        """Check the answers a write gets without changing anything: 404 for a task the actor
-        has no such id, 412 for a stale If-Match (with the task as it is)."""
+        """Check the answers a write gets that change nothing: 404 when the actor has no task
+        with that id (another user's counts as none), 412 for a stale If-Match (with the task
+        as it is). False when the write must apply."""
         expected = self.addressed(ref, actor)
         if expected is None:
             assert self.problem(response, 404)["type"] == NOT_FOUND.type
@@ -458,6 +473,18 @@ class TasksMachine(RuleBasedStateMachine):
         before = self.model[actor][ref[1]]
         self.accept(actor, before, changed_fields(before, body), response)
 
+    @rule(ref=tasks, fields=st.sets(st.sampled_from(WRITABLE), min_size=1), patch=st.booleans())
+    def resend_current_values(self, ref: TaskRef, fields: set[str], patch: bool) -> None:
+        """An update naming the values the task has, spelt differently: nothing changes, and the
+        version stays. (Random bodies rarely say what the task already holds.)"""
+        task = self.model[ref[0]].get(ref[1])
+        if task is None:
+            return
+        body = {field: spelt_differently(field, task[field]) for field in sorted(fields)}
+        path = f"/api/{ref[0]}/tasks/{ref[1]}"
+        response = self.send(Request("PATCH" if patch else "PUT", path, body, {}))
+        self.accept(ref[0], task, changed_fields(task, body), response)
+
     @rule(ref=tasks, as_user=as_users, invalid=invalid_writes)
     def write_invalidly(self, ref: TaskRef, as_user: str | None, invalid: Request) -> None:
         """A 422 whether or not the task exists for the writer; nothing changes."""
@@ -511,6 +538,20 @@ class TasksMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(sorted(self.answers[actor])))
         # The If-Match of the first sending may be stale by now: the key decides, not the version.
         assert self.send_once(actor, self.answers[actor][key].request) is None
+
+    @precondition(lambda self: any(self.answers.values()))
+    @rule(data=st.data())
+    def reuse_a_key_for_another_request(self, data: st.DataObject) -> None:
+        """A used key with another body on the same path: 422, and nothing runs."""
+        actor = data.draw(st.sampled_from([u for u in USERS if self.answers[u]]))
+        key = data.draw(st.sampled_from(sorted(self.answers[actor])))
+        first = self.answers[actor][key].request
+        if first.body is not None and first.method == "POST":
+            body: Body | None = {**first.body, "title": first.body["title"].strip() + " again"}
+        else:
+            body = {"completed": True} if first.body is None else None
+        # Rare by chance alone: two keyed requests of one user, in one run, on one key.
+        assert self.send_once(actor, Request(first.method, first.path, body, first.headers)) is None
 
     # Consumed: deleted refs kept in the bundle made most later writes a 404. (A foreign or
     # refused delete drops a live ref too; its task stays in the model and in every check.)
