@@ -3,7 +3,7 @@ command, the query functions with a reader. No app, no HTTP; real PostgreSQL, as
 role under row-level security, inside the test's rolled-back transaction."""
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -170,27 +170,29 @@ def test_setting_a_due_instant_clears_the_due_day(connection: Connection) -> Non
     assert (row.due_date, row.due_at, row.version) == (None, at, 2)
 
 
-def _writes_to(task_id: int) -> list[Command]:
-    return [
-        UpdateTask(user_id="bob", task_id=task_id, title="taken"),
-        UpdateTask(user_id="bob", task_id=task_id, if_version=frozenset({1}), title="taken"),
-        DeleteTask(user_id="bob", task_id=task_id),
-        ToggleTask(user_id="bob", task_id=task_id),
-        SetTaskCompletion(user_id="bob", task_id=task_id, completed=True),
-    ]
+# Each write bob could try on a task id of alice's.
+BOBS_WRITES: dict[str, Callable[[int], Command]] = {
+    "update": lambda task_id: UpdateTask(user_id="bob", task_id=task_id, title="taken"),
+    "conditional-update": lambda task_id: UpdateTask(
+        user_id="bob", task_id=task_id, if_version=frozenset({1}), title="taken"
+    ),
+    "delete": lambda task_id: DeleteTask(user_id="bob", task_id=task_id),
+    "toggle": lambda task_id: ToggleTask(user_id="bob", task_id=task_id),
+    "set-completion": lambda task_id: SetTaskCompletion(
+        user_id="bob", task_id=task_id, completed=True
+    ),
+}
 
 
-@pytest.mark.parametrize(
-    "write", range(len(_writes_to(1))), ids=lambda n: type(_writes_to(1)[n]).__name__ + str(n)
-)
+@pytest.mark.parametrize("write", BOBS_WRITES.values(), ids=BOBS_WRITES.keys())
 def test_another_users_task_is_not_found_and_stays_as_it_was(
-    connection: Connection, write: int
+    connection: Connection, write: Callable[[int], Command]
 ) -> None:
     task = run(connection, CreateTask(user_id="alice", title="Mine"))
     assert task.id is not None
 
     with pytest.raises(TaskNotFound):
-        run(connection, _writes_to(task.id)[write])
+        run(connection, write(task.id))
 
     row = task_of(connection, "alice", task.id)
     assert row is not None
