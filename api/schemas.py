@@ -139,7 +139,7 @@ def _clean_tags(tags: list[str]) -> list[str]:
 
 
 def _priority_name(value: Any) -> Any:
-    # Tables store the rank (1-3); responses name it.
+    # Tables store the rank (1-3); responses name it (PRIORITIES, in rank order, is the mapping).
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(PRIORITIES):
         return PRIORITIES[value - 1]
     return value
