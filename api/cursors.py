@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
+from api.problems import invalid_input
 from db.settings import Settings
 from queries.tasks import Position
 
@@ -62,9 +63,7 @@ def binding(user_id: str, parameters: dict[str, Any]) -> str:
 
 
 def invalid_cursor(message: str) -> RequestValidationError:
-    """The same 422 problem as any other invalid query parameter."""
-    error = {"type": "cursor_invalid", "loc": ("query", "cursor"), "msg": message, "input": None}
-    return RequestValidationError([error])
+    return invalid_input("query", "cursor", message)
 
 
 class CursorCodec:

@@ -6,11 +6,10 @@ the expected form, so a client's mistake (an unquoted version, say) is never mis
 conflict (412).
 """
 
+import functools
 import re
 
-from fastapi.exceptions import RequestValidationError
-
-from api.problems import shown
+from api.problems import invalid_input, shown
 
 MAX_TAGS = 8
 MAX_HEADER_LENGTH = 256
@@ -32,19 +31,19 @@ IF_NONE_MATCH_SCHEMA = {**IF_MATCH_SCHEMA, "pattern": IF_NONE_MATCH_PATTERN}
 _EXPECTED = 'send ETags as the ETag header gave them, e.g. "3" (with the double quotes)'
 
 
+_invalid = functools.partial(invalid_input, "header")
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
-
-
-def _invalid(header: str, message: str) -> RequestValidationError:
-    error = {"type": "etag_invalid", "loc": ("header", header), "msg": message, "input": None}
-    return RequestValidationError([error])
 
 
 def _versions(header: str, value: str, *, weak_allowed: bool) -> frozenset[int] | None:
     """The versions `value` names; None for `*`. Raises a 422 for anything malformed."""
     if len(value) > MAX_HEADER_LENGTH:
-        raise _invalid(header, f"is longer than {MAX_HEADER_LENGTH} characters; {_EXPECTED}")
+        raise invalid_input(
+            "header", header, f"is longer than {MAX_HEADER_LENGTH} characters; {_EXPECTED}"
+        )
     if value.strip() == "*":
         return None
     tags = [tag.strip() for tag in value.split(",")]
@@ -56,12 +55,16 @@ def _versions(header: str, value: str, *, weak_allowed: bool) -> frozenset[int] 
     for tag in tags:
         match = _TAG.fullmatch(tag)
         if match is None:
-            raise _invalid(header, f"has {shown(tag)}, which is not an ETag; {_EXPECTED}")
+            raise invalid_input(
+                "header", header, f"has {shown(tag)}, which is not an ETag; {_EXPECTED}"
+            )
         if match.group(1) and not weak_allowed:
             raise _invalid(header, f"takes strong ETags only (no W/); {_EXPECTED}")
         version = int(match.group(2))
         if version > VERSION_MAX:
-            raise _invalid(header, f"names a version this service never sent; {_EXPECTED}")
+            raise invalid_input(
+                "header", header, f"names a version this service never sent; {_EXPECTED}"
+            )
         versions.add(version)
     return frozenset(versions)
 

@@ -10,11 +10,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, available_timezones
 
-from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from api.problems import shown
+from api.problems import invalid_input, shown
 from api.schemas import TAG_SCHEMA, DateOrInstant, Tag
 from db.models import PRIORITIES, PRIORITY_RANK, TAGS_MAX, Priority
 from queries.tasks import (
@@ -198,8 +197,7 @@ class ListParams(BaseModel):
             return due_bound(value, zone)
         except OverflowError:
             message = "is too close to the ends of the calendar to be read in this time zone"
-            error = {"type": "bound_range", "loc": ("query", name), "msg": message, "input": None}
-            raise RequestValidationError([error]) from None
+            raise invalid_input("query", name, message) from None
 
 
 def start_of(day: date, zone: ZoneInfo) -> datetime:

@@ -6,6 +6,8 @@ kind with its status and what a client should do; a test holds the page and this
 
 from dataclasses import dataclass
 
+from fastapi.exceptions import RequestValidationError
+
 PROBLEM_BASE = "/problems/"
 """`type` URIs are relative to the service (RFC 9457 section 3.1.1); each one serves its entry."""
 
@@ -191,3 +193,10 @@ def shown(value: object) -> str:
 
 def kind_for_status(status: int) -> ProblemKind:
     return _BY_STATUS.get(status, HTTP_ERROR)
+
+
+def invalid_input(location: str, field: str, message: str) -> RequestValidationError:
+    """A value checked outside the request models (a cursor, a conditional header, a bound), as
+    the same 422 problem as any other invalid input."""
+    error = {"type": "value_error", "loc": (location, field), "msg": message, "input": None}
+    return RequestValidationError([error])
