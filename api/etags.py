@@ -6,7 +6,6 @@ the expected form, so a client's mistake (an unquoted version, say) is never mis
 conflict (412).
 """
 
-import functools
 import re
 
 from api.problems import invalid_input, shown
@@ -31,9 +30,6 @@ IF_NONE_MATCH_SCHEMA = {**IF_MATCH_SCHEMA, "pattern": IF_NONE_MATCH_PATTERN}
 _EXPECTED = 'send ETags as the ETag header gave them, e.g. "3" (with the double quotes)'
 
 
-_invalid = functools.partial(invalid_input, "header")
-
-
 def etag(version: int) -> str:
     return f'"{version}"'
 
@@ -48,9 +44,9 @@ def _versions(header: str, value: str, *, weak_allowed: bool) -> frozenset[int] 
         return None
     tags = [tag.strip() for tag in value.split(",")]
     if tags == [""]:
-        raise _invalid(header, f"is empty; leave the header out, or {_EXPECTED}")
+        raise invalid_input("header", header, f"is empty; leave the header out, or {_EXPECTED}")
     if len(tags) > MAX_TAGS:
-        raise _invalid(header, f"names more than {MAX_TAGS} ETags; {_EXPECTED}")
+        raise invalid_input("header", header, f"names more than {MAX_TAGS} ETags; {_EXPECTED}")
     versions = set()
     for tag in tags:
         match = _TAG.fullmatch(tag)
@@ -59,7 +55,7 @@ def _versions(header: str, value: str, *, weak_allowed: bool) -> frozenset[int] 
                 "header", header, f"has {shown(tag)}, which is not an ETag; {_EXPECTED}"
             )
         if match.group(1) and not weak_allowed:
-            raise _invalid(header, f"takes strong ETags only (no W/); {_EXPECTED}")
+            raise invalid_input("header", header, f"takes strong ETags only (no W/); {_EXPECTED}")
         version = int(match.group(2))
         if version > VERSION_MAX:
             raise invalid_input(
