@@ -6,11 +6,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session
 
 from api.auth.config import build_authenticator
-from api.auth.errors import AuthNotConfigured
 from api.cors import Cors, origins_problem
 from api.cursors import CursorCodec, configured_secret
 from api.errors import install_error_handlers
@@ -18,10 +15,11 @@ from api.limits import RequestLimits
 from api.openapi import describe_service
 from api.request_context import RequestContext
 from api.routers import health, service, stats, tags, tasks
+from api.settings import ServiceMisconfigured, Settings
 from db.cursor_secret import stored_cursor_secret
-from db.engine import TIMEOUTS_OPTION, Timeouts, make_write_engine
+from db.engine import make_write_engine
 from db.reads import ReadPool
-from db.settings import Settings
+from db.scope import Timeouts, WriteSessions
 
 DESCRIPTION = """
 A multi-user task service. Every task belongs to the user in the path; another user's task is
@@ -41,12 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         read_pool = ReadPool(settings)
         await read_pool.open()
-        app.state.session_factory = sessionmaker(
-            write_engine,
-            class_=Session,
-            expire_on_commit=False,
-            info={TIMEOUTS_OPTION: Timeouts.from_settings(settings)},
-        )
+        app.state.writes = WriteSessions(write_engine, Timeouts.from_settings(settings))
         app.state.read_pool = read_pool
         yield
         write_engine.dispose()
@@ -69,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     origins = settings.allowed_origins()
     problem = origins_problem(origins, authenticated=app.state.authenticator.enabled)
     if problem is not None:
-        raise AuthNotConfigured(problem)
+        raise ServiceMisconfigured(problem)
     if origins:
         app.add_middleware(Cors, origins=origins)
     app.add_middleware(RequestContext)  # outermost: every answer, CORS's too, has an id

@@ -21,15 +21,14 @@ from typing import Any
 import uvicorn
 
 from api.auth.config import auth_mode, auth_unconfigured
-from api.auth.errors import AuthNotConfigured
 from api.cors import DEVELOPMENT_ORIGIN, origins_problem
 from api.cursors import CursorSecretTooShort, configured_secret
 from api.http_server import server_options
+from api.settings import ServiceMisconfigured, Settings
 from db import backup as backups
 from db import embedded
 from db.engine import bypasses_row_security
 from db.migrate import upgrade
-from db.settings import Settings
 
 log = logging.getLogger("taskapi")
 
@@ -96,8 +95,8 @@ def refuse_to_serve_unauthenticated(settings: Settings) -> None:
         mode = auth_mode(settings)
         problem = origins_problem(settings.allowed_origins(), authenticated=mode != "none")
         if problem is not None:
-            raise AuthNotConfigured(problem)
-    except AuthNotConfigured as exc:
+            raise ServiceMisconfigured(problem)
+    except ServiceMisconfigured as exc:
         log.error("refusing to start: %s", exc)
         raise SystemExit(2) from None
 

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 
 from api.problems import invalid_input
-from db.settings import Settings
+from api.settings import Settings
 from queries.tasks import Position
 
 VERSION = 1

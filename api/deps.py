@@ -1,17 +1,15 @@
-"""FastAPI dependencies: the caller's identity, a write session and a reader."""
+"""FastAPI dependencies: the caller's identity, the write side and a reader."""
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import Session
 
 from api.auth.tokens import Authenticator
 from api.schemas import USER_ID_PATTERN
-from db.engine import write_as
 from db.reads import Reader, ReadPool
+from db.scope import WriteSessions
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -24,9 +22,9 @@ bearer = HTTPBearer(
 
 # The dependencies below are `async def` where they do no I/O: FastAPI runs every sync
 # dependency in the thread pool, and those hops cost more CPU than the work itself. Whatever may
-# block (verifying a token that may need the JWKS, closing a write transaction) still goes to the
-# thread pool. Write routes stay sync functions (one hop for the session's work); read routes
-# are async and await the query side's driver on the event loop.
+# block (verifying a token that may need the JWKS) still goes to the thread pool. Write routes
+# stay sync functions (one hop for the whole command, session included); read routes are async
+# and await the query side's driver on the event loop.
 
 
 async def current_user_id(
@@ -52,17 +50,11 @@ async def current_user_id(
 CurrentUser = Annotated[str, Depends(current_user_id)]
 
 
-async def get_session(request: Request, user_id: CurrentUser) -> AsyncIterator[Session]:
-    session: Session = request.app.state.session_factory()  # connects lazily: no I/O here
-    write_as(session, user_id)
-    try:
-        yield session
-    finally:
-        # After dispatch's commit or rollback nothing is open and closing is bookkeeping.
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
+async def get_writes(request: Request, _caller: CurrentUser) -> WriteSessions:
+    """The write side, once the caller is known: `dispatch` opens a session acting for the
+    command's user (db/scope.py)."""
+    writes: WriteSessions = request.app.state.writes
+    return writes
 
 
 async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
@@ -71,5 +63,5 @@ async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
     return pool.as_user(user_id)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+WritesDep = Annotated[WriteSessions, Depends(get_writes)]
 ReaderDep = Annotated[Reader, Depends(get_reader)]

@@ -19,7 +19,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from api.errors import problem_response
 from api.problems import SERVER_BUSY
-from db.settings import Settings
+from api.settings import HttpSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class HttpLimits:
     max_connections: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "HttpLimits":
+    def from_settings(cls, settings: HttpSettings) -> "HttpLimits":
         return cls(
             max_head_bytes=settings.http_max_head_bytes,
             max_headers=settings.http_max_headers,
@@ -51,7 +51,7 @@ class HttpLimits:
         )
 
 
-def server_options(settings: Settings) -> dict[str, Any]:
+def server_options(settings: HttpSettings) -> dict[str, Any]:
     """`uvicorn.Config` keywords that put the limits in place (picklable: they go to workers).
 
     Also lets this process, and the workers it starts, open as many descriptors as the cap needs.

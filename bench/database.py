@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from db import embedded
-from db.engine import libpq_url, sqlalchemy_url
+from db.connections import libpq_url, sqlalchemy_url
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.workloads import LIST_LIMIT
-from db.engine import act_as, sqlalchemy_url
+from db.connections import sqlalchemy_url
+from db.scope import act_as
 from queries import tasks as task_queries
 
 RUNS = 3

@@ -26,7 +26,7 @@ from bench.procstat import UsageMeter
 from bench.results import Cell, LoadResult, PgbenchResult, Usage
 from bench.server import Features, Service, ServiceExited, ServiceSettings, running_service
 from bench.workloads import WORKLOADS, RequestPlan, Workload, routes, unavailable
-from db.engine import sqlalchemy_url
+from db.connections import sqlalchemy_url
 from db.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from bench.measure import (
 from bench.results import Cell
 from bench.server import Features
 from bench.workloads import SLOW_SEARCH_WORD, WORKLOADS
-from db.engine import sqlalchemy_url
+from db.connections import sqlalchemy_url
 from db.migrate import upgrade
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from commands.tasks import (
     create_statement,
     toggle_statement,
 )
-from db.engine import SET_USER_SQL, Timeouts
+from db.scope import SET_USER_SQL, Timeouts
 from queries import tasks as task_queries
 
 # pgbench's \set makes integers only. With task i owned by user 1 + (i - 1) % users (see

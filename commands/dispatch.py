@@ -20,6 +20,7 @@ from commands.tasks import (
     update_task,
 )
 from db.models import Task
+from db.scope import WriteSessions
 
 Command = CreateTask | UpdateTask | DeleteTask | ToggleTask | SetTaskCompletion
 
@@ -52,19 +53,19 @@ def unit_of_work(session: Session) -> Iterator[None]:
         raise
 
 
-def dispatch(cmd: Command, session: Session) -> Task:
-    """Run the command's handler and commit."""
-    with unit_of_work(session):
+def dispatch(cmd: Command, writes: WriteSessions) -> Task:
+    """Run the command's handler, as the command's user, and commit."""
+    with writes.as_user(cmd.user_id) as session, unit_of_work(session):
         return handle(cmd, session)
 
 
-def dispatch_once(cmd: Command, session: Session, key: IdempotencyKey) -> tuple[Task, bool]:
+def dispatch_once(cmd: Command, writes: WriteSessions, key: IdempotencyKey) -> tuple[Task, bool]:
     """Like `dispatch`, under an idempotency key: (the task, whether it is a replay).
 
     The first use runs the command and stores its result in the same transaction; a repeat
     returns the stored result and changes nothing.
     """
-    with unit_of_work(session):
+    with writes.as_user(cmd.user_id) as session, unit_of_work(session):
         stored = claim(session, key)
         if stored is not None:
             return stored, True

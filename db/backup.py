@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from db.connections import libpq_url, sqlalchemy_url
 from db.embedded import client_program
-from db.engine import libpq_url, sqlalchemy_url
 
 
 class BackupError(Exception):

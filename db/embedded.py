@@ -209,7 +209,7 @@ def _stop_postmaster(pgdata: Path, timeout: float) -> None:
 def create_database(admin_url: str, name: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from db.engine import sqlalchemy_url
+    from db.connections import sqlalchemy_url
 
     engine = create_engine(sqlalchemy_url(admin_url), isolation_level="AUTOCOMMIT")
     try:
@@ -227,7 +227,7 @@ def ensure_app_role(admin_url: str) -> None:
     """Create the service's login role if missing; the caller must be allowed to create roles."""
     from sqlalchemy import create_engine, text
 
-    from db.engine import sqlalchemy_url
+    from db.connections import sqlalchemy_url
 
     engine = create_engine(sqlalchemy_url(admin_url), isolation_level="AUTOCOMMIT")
     try:

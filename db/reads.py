@@ -18,8 +18,9 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
-from db.engine import SET_USER_SQL, Timeouts, has_unread_input, libpq_url
-from db.settings import Settings
+from db.connections import has_unread_input, libpq_url
+from db.scope import SET_USER_SQL, Timeouts
+from db.settings import DatabaseSettings
 
 Row = tuple[Any, ...]
 
@@ -55,7 +56,7 @@ def psycopg_sql(statement: TextClause) -> str:
 
 
 async def _refuse_closed(conn: psycopg.AsyncConnection[Any]) -> None:
-    # The pool's check at checkout: a socket poll, not a round trip (db/engine.py explains it).
+    # The pool's check at checkout: a socket poll, not a round trip (db/connections.py explains it).
     # Closed here, the connection is discarded by the pool, which hands out or makes another.
     if has_unread_input(conn):
         await conn.close()
@@ -65,7 +66,7 @@ async def _refuse_closed(conn: psycopg.AsyncConnection[Any]) -> None:
 class ReadPool:
     """Autocommit connections for the query side, shared by every request of a worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: DatabaseSettings) -> None:
         self._timeouts = Timeouts.from_settings(settings)
         self._prepare = settings.prepared_statements
         self._pool = AsyncConnectionPool(

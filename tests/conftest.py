@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,13 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from api.app import create_app
-from api.deps import CurrentUser, get_reader, get_session
+from api.deps import CurrentUser, get_reader, get_writes
+from api.settings import Settings
 from db import embedded
-from db.engine import sqlalchemy_url, write_as
+from db.connections import sqlalchemy_url
 from db.migrate import upgrade
 from db.reads import Reader
-from db.settings import Settings
+from db.scope import WriteSessions
 from tests.auth_support import TokenForPathUser, TokenIssuer, running_issuer
 from tests.readers import ConnectionReader, as_app_role
 
@@ -112,15 +114,19 @@ def app_connection(app_engine: Engine) -> Iterator[Connection]:
     yield from rolled_back(app_engine)
 
 
-def bind_session(conn: Connection) -> Session:
-    # dispatch's commit releases a savepoint; the test's outer transaction stays open.
-    return Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+class WritesOnConnection(WriteSessions):
+    """The write side on a test's connection: dispatch's commit releases a savepoint and the
+    test's outer transaction stays open. Runs as the service's role unless `app_role` is off."""
 
+    def __init__(self, conn: Connection, *, app_role: bool = True) -> None:
+        super().__init__(conn, join_transaction_mode="create_savepoint")
+        self._conn = conn
+        self._app_role = app_role
 
-@pytest.fixture
-def session(connection: Connection) -> Iterator[Session]:
-    with bind_session(connection) as session:
-        yield session
+    @contextmanager
+    def as_user(self, user_id: str) -> Iterator[Session]:
+        with as_app_role(self._conn, self._app_role), super().as_user(user_id) as session:
+            yield session
 
 
 @pytest.fixture(scope="session")
@@ -149,15 +155,13 @@ def client_on(
     url = conn.engine.url.render_as_string(hide_password=False)
     app = create_app(Settings(database_url=url, **(auth | settings)))
 
-    def session_on_connection(user_id: CurrentUser) -> Iterator[Session]:
-        with as_app_role(conn, app_role), bind_session(conn) as session:
-            write_as(session, user_id)
-            yield session
+    def writes_on_connection(_caller: CurrentUser) -> WriteSessions:
+        return WritesOnConnection(conn, app_role=app_role)
 
     def read_on_connection(user_id: CurrentUser) -> Reader:
         return ConnectionReader(conn, user_id, app_role=app_role)
 
-    app.dependency_overrides[get_session] = session_on_connection
+    app.dependency_overrides[get_writes] = writes_on_connection
     app.dependency_overrides[get_reader] = read_on_connection
     client = TestClient(app)
     if issuer is not None and auto_token:

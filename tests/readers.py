@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, text
 
 from db import embedded
-from db.engine import act_as
 from db.reads import Row
+from db.scope import act_as
 
 
 @contextmanager

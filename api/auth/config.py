@@ -4,8 +4,8 @@ import logging
 
 from api.auth.errors import AuthNotConfigured
 from api.auth.jwks import JwksKeys
+from api.auth.settings import ASYMMETRIC_ALGORITHMS, AuthMode, AuthSettings
 from api.auth.tokens import Authenticator, JwksVerifier, Rules, SecretVerifier, Verifier
-from db.settings import ASYMMETRIC_ALGORITHMS, AuthMode, Settings
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ NO_AUTH_WARNING = (
 )
 
 
-def auth_mode(settings: Settings) -> AuthMode:
+def auth_mode(settings: AuthSettings) -> AuthMode:
     """AUTH_MODE if set, else whichever of AUTH_JWKS_URL and AUTH_JWT_SECRET is configured."""
     if settings.auth_mode is not None:
         return settings.auth_mode
@@ -34,12 +34,12 @@ def auth_mode(settings: Settings) -> AuthMode:
     return configured[0]
 
 
-def auth_unconfigured(settings: Settings) -> bool:
+def auth_unconfigured(settings: AuthSettings) -> bool:
     """Nothing about authentication is set: no mode, no JWKS URL, no secret."""
     return (settings.auth_mode, settings.auth_jwks_url, settings.auth_jwt_secret) == (None,) * 3
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_authenticator(settings: AuthSettings) -> Authenticator:
     """The configured authenticator; raises AuthNotConfigured rather than run without one."""
     mode = auth_mode(settings)
     if mode == "none":
@@ -48,7 +48,7 @@ def build_authenticator(settings: Settings) -> Authenticator:
     return Authenticator(_verifier(mode, settings))
 
 
-def _verifier(mode: AuthMode, settings: Settings) -> Verifier:
+def _verifier(mode: AuthMode, settings: AuthSettings) -> Verifier:
     rules = Rules(
         issuer=settings.auth_issuer,
         audience=settings.auth_audience,

@@ -1,5 +1,7 @@
 """Authentication failures. They carry no HTTP; `api/errors.py` maps each to its status once."""
 
+from api.settings import ServiceMisconfigured
+
 
 class AuthError(Exception):
     """Base for every authentication or authorization failure."""
@@ -22,5 +24,5 @@ class KeysUnavailable(AuthError):
     """The JWKS could not be fetched, so no token can be checked right now."""
 
 
-class AuthNotConfigured(RuntimeError):
+class AuthNotConfigured(ServiceMisconfigured):
     """The server was started without authentication and without AUTH_MODE=none."""

@@ -9,7 +9,7 @@ from starlette.datastructures import URL
 
 from api.clock import Now
 from api.cursors import CursorCodec, binding
-from api.deps import CurrentUser, ReaderDep, SessionDep
+from api.deps import CurrentUser, ReaderDep, WritesDep
 from api.etags import (
     IF_MATCH_SCHEMA,
     IF_NONE_MATCH_SCHEMA,
@@ -78,7 +78,7 @@ def task_response(task: Task, status_code: int = 200, *, replayed: bool = False)
 
 def run(
     cmd: Command,
-    session: SessionDep,
+    writes: WritesDep,
     request: Request,
     key: str | None,
     body: BaseModel | None,
@@ -86,14 +86,14 @@ def run(
 ) -> Response:
     """Dispatch, once per Idempotency-Key when one was sent, and answer with the task."""
     if key is None:
-        return task_response(dispatch(cmd, session), status_code)
+        return task_response(dispatch(cmd, writes), status_code)
     sent = "" if body is None else body.model_dump_json(exclude_unset=True)
     idempotency = IdempotencyKey(
         user_id=cmd.user_id,
         key=key,
         fingerprint=fingerprint(request.method, request.url.path, sent),
     )
-    task, replayed = dispatch_once(cmd, session, idempotency)
+    task, replayed = dispatch_once(cmd, writes, idempotency)
     return task_response(task, status_code, replayed=replayed)
 
 
@@ -160,7 +160,7 @@ async def list_tasks(
 def create_task(
     user_id: CurrentUser,
     body: TaskCreate,
-    session: SessionDep,
+    writes: WritesDep,
     request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
@@ -173,7 +173,7 @@ def create_task(
         priority=body.priority,
         tags=tuple(body.tags),
     )
-    return run(cmd, session, request, idempotency_key, body, status.HTTP_201_CREATED)
+    return run(cmd, writes, request, idempotency_key, body, status.HTTP_201_CREATED)
 
 
 @router.get(
@@ -234,7 +234,7 @@ def update_task(
     user_id: CurrentUser,
     task_id: TaskId,
     body: TaskUpdate,
-    session: SessionDep,
+    writes: WritesDep,
     if_match: IfMatch = None,
 ) -> Response:
     cmd = UpdateTask(
@@ -243,7 +243,7 @@ def update_task(
         if_version=if_match_versions(if_match),
         changes=body.changes(),
     )
-    return task_response(dispatch(cmd, session))
+    return task_response(dispatch(cmd, writes))
 
 
 @router.delete(
@@ -254,10 +254,10 @@ def update_task(
     summary="Delete a task",
 )
 def delete_task(
-    user_id: CurrentUser, task_id: TaskId, session: SessionDep, if_match: IfMatch = None
+    user_id: CurrentUser, task_id: TaskId, writes: WritesDep, if_match: IfMatch = None
 ) -> Response:
     cmd = DeleteTask(user_id=user_id, task_id=task_id, if_version=if_match_versions(if_match))
-    dispatch(cmd, session)
+    dispatch(cmd, writes)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -275,7 +275,7 @@ def delete_task(
 def complete_task(
     user_id: CurrentUser,
     task_id: TaskId,
-    session: SessionDep,
+    writes: WritesDep,
     request: Request,
     body: Annotated[CompletionBody | None, Body()] = None,
     if_match: IfMatch = None,
@@ -289,4 +289,4 @@ def complete_task(
             user_id=user_id, task_id=task_id, if_version=versions, completed=body.completed
         )
     )
-    return run(cmd, session, request, idempotency_key, body)
+    return run(cmd, writes, request, idempotency_key, body)

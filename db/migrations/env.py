@@ -5,8 +5,8 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from db.engine import sqlalchemy_url
-from db.settings import Settings
+from db.connections import sqlalchemy_url
+from db.settings import DatabaseSettings
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -14,7 +14,7 @@ target_metadata = SQLModel.metadata
 
 def database_url() -> str:
     url = config.attributes.get("url")
-    return sqlalchemy_url(url if isinstance(url, str) else Settings().migration_url())
+    return sqlalchemy_url(url if isinstance(url, str) else DatabaseSettings().migration_url())
 
 
 def run_migrations_offline() -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from bench.dataset import HEAVY_USER, LoadStats, load, remove_added_rows
 from db import embedded
-from db.engine import sqlalchemy_url
+from db.connections import sqlalchemy_url
 from db.migrate import upgrade
 from tests.integration.test_per_user_ids_migration import create_as_service
 

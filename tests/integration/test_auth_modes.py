@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from api.app import create_app
 from api.auth.errors import AuthNotConfigured
-from db.settings import Settings
+from api.settings import Settings
 from tests.auth_support import TokenIssuer, claims_for, new_signing_key
 from tests.conftest import client_on
 

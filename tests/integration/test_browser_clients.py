@@ -11,9 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
 from api.app import create_app
-from api.auth.errors import AuthNotConfigured
 from api.problems import KINDS
-from db.settings import Settings
+from api.settings import ServiceMisconfigured, Settings
 from tests.auth_support import TokenIssuer
 from tests.conftest import client_on
 from tests.integration.test_tasks_api import assert_problem, create, invalid_fields
@@ -100,13 +99,13 @@ def test_without_cors_origins_no_cors_header_is_sent(client: TestClient) -> None
 
 def test_any_origin_is_refused_when_authentication_is_on(issuer: TokenIssuer) -> None:
     settings = Settings(database_url="postgresql://unused/x", cors_origins="*", **issuer.settings())
-    with pytest.raises(AuthNotConfigured, match="CORS_ORIGINS"):
+    with pytest.raises(ServiceMisconfigured, match="CORS_ORIGINS"):
         create_app(settings)
 
 
 @pytest.mark.parametrize("origin", ["http://localhost:3000/", "localhost:3000", "https://a.b/c"])
 def test_an_origin_with_a_path_or_without_a_scheme_is_refused(origin: str) -> None:
-    with pytest.raises(AuthNotConfigured, match="origin is scheme://host"):
+    with pytest.raises(ServiceMisconfigured, match="origin is scheme://host"):
         create_app(
             Settings(database_url="postgresql://unused/x", cors_origins=origin, auth_mode="none")
         )

@@ -17,7 +17,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from api.app import create_app
 from api.cursors import CursorSecretTooShort
-from db.settings import Settings
+from api.settings import Settings
 from tests.auth_support import TokenIssuer
 from tests.conftest import client_on
 from tests.integration.test_cli import STARTUP_SECONDS, clean_environment, free_port, serving

@@ -12,14 +12,14 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
 
 from commands.dispatch import dispatch_once
 from commands.idempotency import IdempotencyKey
 from commands.tasks import CreateTask
 from db import embedded
-from db.engine import sqlalchemy_url, write_as
+from db.connections import sqlalchemy_url
 from db.migrate import alembic_config, upgrade
+from db.scope import WriteSessions
 
 RENDERED = {
     "id": 1,
@@ -70,9 +70,9 @@ def test_an_answer_stored_before_the_migration_is_replayed_after_it(scratch: str
     engine = create_engine(sqlalchemy_url(scratch))
     key = IdempotencyKey(user_id="alice", key="k-1", fingerprint="f-1")
     try:
-        with Session(engine) as session:
-            write_as(session, "alice")
-            task, replayed = dispatch_once(CreateTask(user_id="alice", title="x"), session, key)
+        task, replayed = dispatch_once(
+            CreateTask(user_id="alice", title="x"), WriteSessions(engine), key
+        )
     finally:
         engine.dispose()
 

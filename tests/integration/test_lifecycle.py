@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from db.backup import ClientFailed, run_script
+from db.connections import sqlalchemy_url
 from db.embedded import postmaster_pid
-from db.engine import sqlalchemy_url
 from tests.auth_support import BASE_URL, claims_for
 from tests.integration.test_cli import (
     SECRET,

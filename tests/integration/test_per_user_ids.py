@@ -13,11 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
-from sqlmodel import Session
 
 from commands.dispatch import dispatch
 from commands.tasks import CreateTask, create_task
-from db.engine import act_as, write_as
+from db.scope import WriteSessions, act_as
 
 WRITERS = 8
 CREATES_EACH = 5
@@ -72,9 +71,7 @@ def user(engine: Engine) -> Iterator[str]:
 
 
 def committed_create(app_engine: Engine, user_id: str) -> int:
-    with Session(app_engine, expire_on_commit=False) as session:
-        write_as(session, user_id)
-        task = dispatch(CreateTask(user_id=user_id, title="concurrent"), session)
+    task = dispatch(CreateTask(user_id=user_id, title="concurrent"), WriteSessions(app_engine))
     assert task.id is not None
     return task.id
 
@@ -97,8 +94,7 @@ def test_concurrent_creates_by_one_user_get_distinct_consecutive_ids(
 def test_a_create_waits_for_an_open_create_by_the_same_user_then_takes_the_next_id(
     app_engine: Engine, user: str
 ) -> None:
-    with ThreadPoolExecutor(1) as pool, Session(app_engine) as first:
-        write_as(first, user)
+    with ThreadPoolExecutor(1) as pool, WriteSessions(app_engine).as_user(user) as first:
         assert create_task(CreateTask(user_id=user, title="open"), first).id == 1
         second = pool.submit(committed_create, app_engine, user)
 
@@ -113,8 +109,7 @@ def test_a_create_by_another_user_does_not_wait_for_an_open_create(
     app_engine: Engine, user: str, engine: Engine
 ) -> None:
     other = f"{user}-other"
-    with ThreadPoolExecutor(1) as pool, Session(app_engine) as first:
-        write_as(first, user)
+    with ThreadPoolExecutor(1) as pool, WriteSessions(app_engine).as_user(user) as first:
         create_task(CreateTask(user_id=user, title="open"), first)
         second = pool.submit(committed_create, app_engine, other)
         try:

@@ -13,13 +13,13 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection, Engine, TextClause, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
 
 from commands.dispatch import dispatch
 from commands.tasks import CreateTask
 from db import embedded
-from db.engine import sqlalchemy_url, write_as
+from db.connections import sqlalchemy_url
 from db.migrate import alembic_config, upgrade
+from db.scope import WriteSessions
 
 # Ids as the global identity handed them out before 0005: interleaved between users.
 BEFORE = [("alice", 1), ("bob", 2), ("alice", 3), ("carol", 4), ("bob", 5), ("alice", 7)]
@@ -90,9 +90,7 @@ def create_as_service(url: str, user_id: str) -> int:
     """Create a task through the handler, as the service's role under row-level security."""
     engine = create_engine(sqlalchemy_url(embedded.as_role(url, embedded.APP_ROLE)))
     try:
-        with Session(engine, expire_on_commit=False) as session:
-            write_as(session, user_id)
-            task = dispatch(CreateTask(user_id=user_id, title="new"), session)
+        task = dispatch(CreateTask(user_id=user_id, title="new"), WriteSessions(engine))
     finally:
         engine.dispose()
     assert task.id is not None

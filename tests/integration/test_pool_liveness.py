@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
 
-from db.engine import make_write_engine, write_as
-from db.settings import Settings
+from api.settings import Settings
+from db.engine import make_write_engine
+from db.scope import WriteSessions
 
 
 @pytest.fixture
@@ -51,16 +51,14 @@ def test_a_healthy_pooled_connection_is_reused_without_a_round_trip(write_engine
 def test_a_write_whose_connection_dies_mid_transaction_fails_as_a_database_error(
     write_engine: Engine, engine: Engine
 ) -> None:
-    session = Session(write_engine)
-    write_as(session, "alice")
-    session.execute(text("SELECT 1"))  # the transaction has begun and named its user
-    pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    with engine.connect() as admin:
-        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    time.sleep(0.2)
+    with WriteSessions(write_engine).as_user("alice") as session:
+        session.execute(text("SELECT 1"))  # the transaction has begun and named its user
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        time.sleep(0.2)
 
-    with pytest.raises(OperationalError):
-        session.execute(text("SELECT 2"))
-    session.rollback()  # not PendingRollbackError: the dead connection is let go
-    session.close()
+        with pytest.raises(OperationalError):
+            session.execute(text("SELECT 2"))
+        session.rollback()  # not PendingRollbackError: the dead connection is let go
     assert backend_pid(write_engine) != pid

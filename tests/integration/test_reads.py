@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
+from api.settings import Settings
 from db import reads
 from db.reads import ReadPool
-from db.settings import Settings
 
 T = TypeVar("T")
 

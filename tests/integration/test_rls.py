@@ -9,12 +9,13 @@ from sqlalchemy.exc import ProgrammingError
 from sqlmodel import Session
 
 import queries.tasks
+from api.settings import Settings
 from commands.dispatch import dispatch
 from commands.errors import TaskNotFound
 from commands.tasks import CreateTask, DeleteTask, ToggleTask
-from db.engine import act_as, make_write_engine, write_as
+from db.engine import make_write_engine
 from db.reads import ReadPool
-from db.settings import Settings
+from db.scope import WriteSessions, act_as
 from tests.readers import ConnectionReader
 
 INSERT = text("INSERT INTO tasks (user_id, id, title) VALUES (:user_id, :id, :title)")
@@ -107,16 +108,12 @@ def committed_task(pooled_settings: Settings) -> Iterator[tuple[str, int]]:
     """A task really committed through the write engine (and deleted afterwards)."""
     engine = make_write_engine(pooled_settings)
     user = "rls-pool-user"
-    with Session(engine, expire_on_commit=False) as session:
-        write_as(session, user)
-        task = dispatch(CreateTask(user_id=user, title="committed"), session)
+    task = dispatch(CreateTask(user_id=user, title="committed"), WriteSessions(engine))
     assert task.id is not None
     try:
         yield user, task.id
     finally:
-        with Session(engine) as session:
-            write_as(session, user)
-            dispatch(DeleteTask(user_id=user, task_id=task.id), session)
+        dispatch(DeleteTask(user_id=user, task_id=task.id), WriteSessions(engine))
         engine.dispose()
 
 
@@ -125,11 +122,10 @@ def test_the_user_setting_does_not_outlive_a_write_transaction(
 ) -> None:
     engine = make_write_engine(pooled_settings)
     try:
-        with Session(engine) as session:
-            write_as(session, "rls-writer")
-            dispatch(CreateTask(user_id="rls-writer", title="t"), session)
-            with pytest.raises(TaskNotFound):
-                dispatch(DeleteTask(user_id="rls-writer", task_id=2**62), session)
+        writes = WriteSessions(engine)
+        dispatch(CreateTask(user_id="rls-writer", title="t"), writes)
+        with pytest.raises(TaskNotFound):
+            dispatch(DeleteTask(user_id="rls-writer", task_id=2**62), writes)
         with engine.connect() as conn:
             assert conn.execute(CURRENT_USER_SETTING).scalar() in (None, "")
             act_as(conn, "rls-writer")
@@ -147,9 +143,7 @@ def test_a_write_names_its_user_in_the_same_round_trip_as_its_statement(
     sent: list[str] = []
     event.listen(engine, "after_cursor_execute", lambda *args: sent.append(args[2]))
     try:
-        with Session(engine) as session:
-            write_as(session, user)
-            dispatch(ToggleTask(user_id=user, task_id=task_id), session)
+        dispatch(ToggleTask(user_id=user, task_id=task_id), WriteSessions(engine))
     finally:
         engine.dispose()
 
@@ -164,8 +158,7 @@ def test_a_transaction_that_ran_nothing_leaves_no_user_for_the_next(
     user, _ = committed_task
     engine = make_write_engine(pooled_settings)
     try:
-        with Session(engine) as session:
-            write_as(session, user)
+        with WriteSessions(engine).as_user(user) as session:
             session.connection()  # begins, with the user's settings waiting for a statement
             session.rollback()
         with Session(engine) as session:  # the same pooled connection, no user named

@@ -3,14 +3,12 @@ command, the query functions with a reader. No app, no HTTP; real PostgreSQL, as
 role under row-level security, inside the test's rolled-back transaction."""
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Connection
-from sqlmodel import Session
 
 from commands.dispatch import Command, dispatch, dispatch_once
 from commands.errors import TaskNotFound, VersionConflict
@@ -22,13 +20,12 @@ from commands.tasks import (
     ToggleTask,
     UpdateTask,
 )
-from db.engine import write_as
 from db.models import Task
 from queries.stats import Today, task_stats
 from queries.tags import TagRow, list_tags
 from queries.tasks import TaskFilters, TaskRow, get_task, list_tasks
-from tests.conftest import bind_session
-from tests.readers import ConnectionReader, as_app_role
+from tests.conftest import WritesOnConnection
+from tests.readers import ConnectionReader
 
 T = TypeVar("T")
 NOON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -40,17 +37,8 @@ TODAY = Today(
 )
 
 
-@contextmanager
-def session_of(connection: Connection, user: str) -> Iterator[Session]:
-    """A write session for `user` on the test's connection, as the service's role."""
-    with as_app_role(connection), bind_session(connection) as session:
-        write_as(session, user)
-        yield session
-
-
 def run(connection: Connection, cmd: Command) -> Task:
-    with session_of(connection, cmd.user_id) as session:
-        return dispatch(cmd, session)
+    return dispatch(cmd, WritesOnConnection(connection))
 
 
 def read(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -282,10 +270,9 @@ def test_row_security_hides_another_users_rows_even_from_a_query_that_asks_for_t
 def test_a_keyed_command_runs_once_and_a_repeat_replays_its_answer(connection: Connection) -> None:
     key = IdempotencyKey(user_id="alice", key="k", fingerprint="create milk")
     cmd = CreateTask(user_id="alice", title="Buy milk")
-    with session_of(connection, "alice") as session:
-        first, first_replayed = dispatch_once(cmd, session, key)
-    with session_of(connection, "alice") as session:
-        again, again_replayed = dispatch_once(cmd, session, key)
+    writes = WritesOnConnection(connection)
+    first, first_replayed = dispatch_once(cmd, writes, key)
+    again, again_replayed = dispatch_once(cmd, writes, key)
 
     assert (first_replayed, again_replayed) == (False, True)
     assert again == first
@@ -295,16 +282,16 @@ def test_a_keyed_command_runs_once_and_a_repeat_replays_its_answer(connection: C
 def test_a_key_used_again_for_another_request_is_refused_and_runs_nothing(
     connection: Connection,
 ) -> None:
-    with session_of(connection, "alice") as session:
-        first, _ = dispatch_once(
-            CreateTask(user_id="alice", title="Buy milk"),
-            session,
-            IdempotencyKey(user_id="alice", key="k", fingerprint="create milk"),
-        )
-    with session_of(connection, "alice") as session, pytest.raises(IdempotencyKeyReused):
+    writes = WritesOnConnection(connection)
+    first, _ = dispatch_once(
+        CreateTask(user_id="alice", title="Buy milk"),
+        writes,
+        IdempotencyKey(user_id="alice", key="k", fingerprint="create milk"),
+    )
+    with pytest.raises(IdempotencyKeyReused):
         dispatch_once(
             CreateTask(user_id="alice", title="Buy bread"),
-            session,
+            writes,
             IdempotencyKey(user_id="alice", key="k", fingerprint="create bread"),
         )
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from db import embedded
-from db.engine import sqlalchemy_url
+from db.connections import sqlalchemy_url
 from tests.integration.test_cli import serving
 from tests.reliability.proxy import Proxy, upstream_for
 from tests.reliability.test_concurrent_writes import Reply, request

@@ -1,5 +1,6 @@
 """A request goes one way: api -> commands or queries -> db. The layers below api never import
-it, nor anything that knows HTTP, and never name a status code or a header."""
+it, nor anything that knows HTTP, and never name a status code or a header; db/ imports none of
+the layers above it, and the two sides do not import each other."""
 
 import ast
 from pathlib import Path
@@ -47,3 +48,25 @@ def test_commands_and_queries_know_nothing_of_http(path: Path) -> None:
 def test_the_layer_rule_sees_every_module_below_the_api() -> None:
     assert {path.parent.name for path in BELOW_API} == {"commands", "queries"}
     assert len(BELOW_API) >= 6
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    return {
+        str(path.relative_to(ROOT)): {
+            m.split(".")[0] for m in imported_modules(ast.parse(path.read_text()))
+        }
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+
+
+def test_db_imports_none_of_the_layers_above_it() -> None:
+    offenders = {
+        path: found & {"api", "commands", "queries"} for path, found in imports_of("db").items()
+    }
+    assert {path: found for path, found in offenders.items() if found} == {}
+
+
+def test_commands_and_queries_do_not_import_each_other() -> None:
+    commands = {path: found & {"queries"} for path, found in imports_of("commands").items()}
+    queries = {path: found & {"commands"} for path, found in imports_of("queries").items()}
+    assert {path: found for path, found in (commands | queries).items() if found} == {}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from api.schemas import DESCRIPTION_SCHEMA, TITLE_SCHEMA, TaskCreate, TaskUpdate
-from db.engine import sqlalchemy_url
+from db.connections import sqlalchemy_url
 
 
 def test_title_is_trimmed_before_its_length_is_checked() -> None:

@@ -1,0 +1,124 @@
+"""One way to scope a transaction to its caller, for both sides.
+
+Row-level security (migration 0002) shows a connection only the rows of the user named by the
+transaction-local setting `app.user_id`. Reads (db/reads.py) and writes (`WriteSessions` below)
+both send SET_USER_SQL as their transaction's first statement, never a session setting, so a
+pooled connection (or a PgBouncer/Neon pooler backend) never carries one user's setting into
+another client's transaction. See docs/adr/0003 and 0007.
+"""
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.orm import SessionTransaction, sessionmaker
+from sqlmodel import Session
+
+from db.settings import DatabaseSettings
+
+# One statement scopes a transaction: the caller for row-level security, and how long any
+# statement may run or wait for a lock. All three are transaction-local (`true`).
+SET_USER_SQL = text(
+    "SELECT set_config('app.user_id', :user_id, true),"
+    " set_config('statement_timeout', :statement_timeout, true),"
+    " set_config('lock_timeout', :lock_timeout, true)"
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    statement_ms: int = 5000
+    lock_ms: int = 2000
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings) -> "Timeouts":
+        return cls(statement_ms=settings.statement_timeout_ms, lock_ms=settings.lock_timeout_ms)
+
+    def parameters(self) -> dict[str, str]:
+        return {"statement_timeout": f"{self.statement_ms}ms", "lock_timeout": f"{self.lock_ms}ms"}
+
+    def binds(self, user_id: str) -> dict[str, str]:
+        """SET_USER_SQL's binds: the caller, under these timeouts."""
+        return {"user_id": user_id, **self.parameters()}
+
+
+def act_as(conn: Connection, user_id: str, timeouts: Timeouts | None = None) -> None:
+    """Name the caller (and the timeouts) for the rest of `conn`'s transaction."""
+    conn.execute(SET_USER_SQL, (timeouts or Timeouts()).binds(user_id))
+
+
+_CALLER = "taskapi_user_id"
+"""`Session.info` key: the user a write session acts for."""
+
+
+class WriteSessions:
+    """The write side's sessions, each acting for one caller.
+
+    Every transaction such a session begins names its caller with SET_USER_SQL, sent in the
+    same round trip as the transaction's first statement (see `_glue_settings`).
+    """
+
+    def __init__(
+        self, bind: Engine | Connection, timeouts: Timeouts | None = None, **options: Any
+    ) -> None:
+        self._timeouts = timeouts or Timeouts()
+        self._factory = sessionmaker(bind, class_=Session, expire_on_commit=False, **options)
+        event.listen(self._factory, "after_begin", self._name_the_caller)
+        _glue_settings(bind.engine)
+
+    @contextmanager
+    def as_user(self, user_id: str) -> Iterator[Session]:
+        with self._factory(info={_CALLER: user_id}) as session:
+            yield session
+
+    def _name_the_caller(
+        self, session: Session, _transaction: SessionTransaction, connection: Connection
+    ) -> None:
+        binds = self._timeouts.binds(session.info[_CALLER])
+        connection.info[_PENDING_SETTINGS] = {"taskapi_" + name: binds[name] for name in binds}
+
+
+# SET_USER_SQL in psycopg2's paramstyle, to glue in front of a statement already compiled; its
+# binds renamed (`taskapi_user_id`, ...) so that they cannot meet the statement's own.
+_SET_USER_PREFIX = re.sub(r":(\w+)", r"%(taskapi_\1)s", SET_USER_SQL.text) + "; "
+_PENDING_SETTINGS = "taskapi_pending_settings"
+"""`Connection.info` key: the settings a transaction must apply before its first statement."""
+
+
+def _glue_settings(engine: Engine) -> None:
+    """Make `engine` send a transaction's pending settings with its first statement."""
+    if not event.contains(engine, "before_cursor_execute", _settings_before_first_statement):
+        event.listen(engine, "before_cursor_execute", _settings_before_first_statement, retval=True)
+        event.listen(engine, "commit", _forget_pending_settings)
+        event.listen(engine, "rollback", _forget_pending_settings)
+
+
+def _settings_before_first_statement(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    _context: Any,
+    executemany: bool,
+) -> tuple[str, Any]:
+    """One round trip, not two: psycopg2 sends both statements as one query, inside the
+    transaction, and returns the last one's rows. A statement whose parameters cannot be merged
+    gets the settings sent just before it instead."""
+    settings = conn.info.pop(_PENDING_SETTINGS, None)
+    if settings is None:
+        return statement, parameters
+    if executemany or not isinstance(parameters, dict):
+        cursor.execute(_SET_USER_PREFIX, settings)
+        return statement, parameters
+    return _SET_USER_PREFIX + statement, {**parameters, **settings}
+
+
+def _forget_pending_settings(conn: Connection) -> None:
+    # A transaction that ended before any statement ran must not hand its user to the next.
+    # An invalidated connection (the server went away mid-transaction) is discarded with its
+    # info, and asking for that info now would raise instead of rolling back.
+    if not conn.invalidated:
+        conn.info.pop(_PENDING_SETTINGS, None)
