@@ -11,6 +11,7 @@ from api.auth.config import build_authenticator
 from api.cors import Cors, origins_problem
 from api.cursors import CursorCodec, configured_secret
 from api.errors import install_error_handlers
+from api.fast_reads import FastReads
 from api.limits import RequestLimits
 from api.openapi import describe_service
 from api.request_context import RequestContext
@@ -18,7 +19,7 @@ from api.routers import health, service, stats, tags, tasks
 from api.settings import ServiceMisconfigured, Settings
 from db.cursor_secret import stored_cursor_secret
 from db.engine import make_write_engine
-from db.reads import ReadPool
+from db.reads import Readers, ReadPool
 from db.scope import Timeouts, WriteSessions
 
 DESCRIPTION = """
@@ -27,7 +28,13 @@ indistinguishable from one that does not exist. Every error is `application/prob
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    readers: Readers | None = None,
+    writes: WriteSessions | None = None,
+) -> FastAPI:
+    """The service. Tests may hand it the read and write sides to use instead of its own."""
     settings = settings or Settings()
     cursor_secret = configured_secret(settings)  # a short CURSOR_SECRET refuses to start
 
@@ -39,8 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         read_pool = ReadPool(settings)
         await read_pool.open()
-        app.state.writes = WriteSessions(write_engine, Timeouts.from_settings(settings))
         app.state.read_pool = read_pool
+        app.state.readers = readers or read_pool
+        app.state.writes = writes or WriteSessions(write_engine, Timeouts.from_settings(settings))
         yield
         write_engine.dispose()
         await read_pool.close()
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.authenticator = build_authenticator(settings)
     install_error_handlers(app)
     describe_service(app)
+    app.add_middleware(FastReads)  # innermost: CORS and the request id apply to its answers
     app.add_middleware(RequestLimits)
     origins = settings.allowed_origins()
     problem = origins_problem(origins, authenticated=app.state.authenticator.enabled)

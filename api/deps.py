@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth.tokens import Authenticator
 from api.schemas import USER_ID_PATTERN
-from db.reads import Reader, ReadPool
+from db.reads import Reader, Readers
 from db.scope import WriteSessions
 
 bearer = HTTPBearer(
@@ -59,8 +59,8 @@ async def get_writes(request: Request, _caller: CurrentUser) -> WriteSessions:
 
 async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
     """The query side as the caller: no I/O until a query runs (db/reads.py)."""
-    pool: ReadPool = request.app.state.read_pool
-    return pool.as_user(user_id)
+    readers: Readers = request.app.state.readers
+    return readers.as_user(user_id)
 
 
 WritesDep = Annotated[WriteSessions, Depends(get_writes)]

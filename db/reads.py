@@ -36,6 +36,12 @@ class Reader(Protocol):
     async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]: ...
 
 
+class Readers(Protocol):
+    """Hands out Readers bound to a caller (ReadPool in production)."""
+
+    def as_user(self, user_id: str) -> Reader: ...
+
+
 _DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
 COMPILED_STATEMENTS = 1024
 """Compiled statements kept per process: the list shapes reachable from query parameters number

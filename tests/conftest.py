@@ -28,15 +28,13 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from api.app import create_app
-from api.deps import CurrentUser, get_reader, get_writes
 from api.settings import Settings
 from db import embedded
 from db.connections import sqlalchemy_url
 from db.migrate import upgrade
-from db.reads import Reader
 from db.scope import WriteSessions
 from tests.auth_support import TokenForPathUser, TokenIssuer, running_issuer
-from tests.readers import ConnectionReader, as_app_role
+from tests.readers import ConnectionReaders, as_app_role
 
 
 @pytest.fixture(scope="session")
@@ -153,16 +151,11 @@ def client_on(
     """
     auth = issuer.settings() if issuer is not None else {"auth_mode": "none"}
     url = conn.engine.url.render_as_string(hide_password=False)
-    app = create_app(Settings(database_url=url, **(auth | settings)))
-
-    def writes_on_connection(_caller: CurrentUser) -> WriteSessions:
-        return WritesOnConnection(conn, app_role=app_role)
-
-    def read_on_connection(user_id: CurrentUser) -> Reader:
-        return ConnectionReader(conn, user_id, app_role=app_role)
-
-    app.dependency_overrides[get_writes] = writes_on_connection
-    app.dependency_overrides[get_reader] = read_on_connection
+    app = create_app(
+        Settings(database_url=url, **(auth | settings)),
+        readers=ConnectionReaders(conn, app_role=app_role),
+        writes=WritesOnConnection(conn, app_role=app_role),
+    )
     client = TestClient(app)
     if issuer is not None and auto_token:
         client.auth = TokenForPathUser(issuer)

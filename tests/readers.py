@@ -38,3 +38,14 @@ class ConnectionReader:
         with as_app_role(self.conn, self.app_role):
             act_as(self.conn, self.user_id)
             return [tuple(row) for row in self.conn.execute(statement, params)]
+
+
+class ConnectionReaders:
+    """ConnectionReaders on `conn` for each caller: the read side a test hands to create_app."""
+
+    def __init__(self, conn: Connection, *, app_role: bool = True) -> None:
+        self.conn = conn
+        self.app_role = app_role
+
+    def as_user(self, user_id: str) -> ConnectionReader:
+        return ConnectionReader(self.conn, user_id, app_role=self.app_role)
