@@ -86,7 +86,7 @@ def test_the_heavy_users_word_is_in_exactly_its_matches_and_nowhere_else(
     loaded(engine)
     with engine.connect() as conn:
         rows = conn.execute(MATCHES, {"pattern": f"%{HEAVY_WORD}%"}).all()
-    counts = {row.user_id: row.count for row in rows}
+    counts = {user: matches for user, matches in rows}
     assert counts == {HEAVY_USER: HEAVY_MATCHES}
 
 
