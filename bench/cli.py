@@ -30,17 +30,9 @@ def parser() -> argparse.ArgumentParser:
     add("--connections", type=_counts, help="comma-separated, e.g. 1,16,64 (the default)")
     add("--workloads", type=_names, help=f"comma-separated subset of {','.join(NAMES)}")
     add("--heavy-user-tasks", type=_count, help="tasks of the heavy user (default 200,000)")
-    add(
-        "--heavy-connections",
-        type=_positive,
-        help="connections of the heavy user's searches during head-of-line (default 2)",
-    )
-    add(
-        "--growth",
-        action="store_true",
-        help="instead: list and get at 16 connections, grow the table to --growth-tasks,"
-        " list and get again; its own report (docs/bench-growth.md)",
-    )
+    add("--heavy-connections", type=_positive, help="its searches in head-of-line (default 2)")
+    growth = "instead: list and get, grow the table to --growth-tasks, list and get again"
+    add("--growth", action="store_true", help=growth + " (docs/bench-growth.md)")
     add("--growth-tasks", type=int, help="tasks after growing (default 10,000,000)")
     add("--workers", type=int, help="service workers (default: one per core)")
     add("--no-install", action="store_true", help="never apt-get install wrk")
@@ -54,22 +46,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _counts(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(_positive(part) for part in text.split(",") if part.strip())
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError("expected positive integers such as 1,16,64") from None
-
-
-def _count(text: str) -> int:
-    if int(text) < 0:
-        raise argparse.ArgumentTypeError("expected a count, 0 or more")
-    return int(text)
+    counts = tuple(int(part) for part in text.split(",") if part.strip())
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers such as 1,16,64")
+    return counts
 
 
 def _positive(text: str) -> int:
-    if int(text) < 1:
-        raise argparse.ArgumentTypeError("expected a positive integer")
-    return int(text)
+    (count,) = _counts(text)
+    return count
+
+
+def _count(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -80,28 +69,11 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
-# Options whose value goes into BenchConfig unchanged when given.
-PLAIN_OPTIONS = (
-    "tasks",
-    "users",
-    "duration",
-    "warmup",
-    "connections",
-    "workloads",
-    "heavy_user_tasks",
-    "heavy_connections",
-    "growth_tasks",
-    "workers",
-    "json_path",
-    "report_path",
-    "database_name",
-    "seed",
-)
-
-
 def config_from(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
-    overrides = {name: getattr(args, name) for name in PLAIN_OPTIONS}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
+    # Options named as BenchConfig's fields go into it unchanged when given (the two modes pick
+    # their defaults in `config`).
+    plain = BenchConfig.__dataclass_fields__.keys() - {"smoke", "growth"}
+    overrides = {k: v for k, v in vars(args).items() if k in plain and v is not None}
     if args.no_install:
         overrides["install_wrk"] = False
     if args.no_doc:

@@ -10,41 +10,27 @@ from db.settings import PROJECT_ROOT
 DATA = PROJECT_ROOT / ".data" / "bench"
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 @dataclass(frozen=True, kw_only=True)
 class BenchConfig:
     tasks: int = 1_000_000
     users: int = 10_000
-    duration: float = 15.0
-    """Seconds of measured load per cell, for the service and again for pgbench."""
-    warmup: float = 2.0
-    """Seconds of unmeasured load before each service cell: pools filled, code paths hot."""
+    duration: float = 15.0  # measured seconds per cell, for the service and again for pgbench
+    warmup: float = 2.0  # unmeasured seconds before each service cell: pools filled, code hot
     connections: tuple[int, ...] = (1, 16, 64)
-    heavy_user_tasks: int = 200_000
-    """Tasks of the one heavy user that `heavy-search` and `head-of-line` search."""
-    heavy_connections: int = 2
-    """Connections sending the heavy user's searches during `head-of-line`."""
-    growth: bool = False
-    """Measure `list` and `get` at `tasks`, grow the table to `growth_tasks`, measure again."""
+    heavy_user_tasks: int = 200_000  # of the user that `heavy-search` and `head-of-line` search
+    heavy_connections: int = 2  # sending the heavy user's searches during `head-of-line`
+    growth: bool = False  # measure, grow the table to `growth_tasks`, measure again
     growth_tasks: int = 10_000_000
-    growth_batch: int = 1_000_000
-    """Rows per INSERT ... SELECT while growing."""
-    workloads: tuple[str, ...] | None = None
-    """Names of the workloads to run (None: all of them, in the usual order)."""
-    workers: int = field(default_factory=cores)
+    growth_batch: int = 1_000_000  # rows per INSERT ... SELECT while growing
+    workloads: tuple[str, ...] | None = None  # None: all, in the usual order
+    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # one per core
     install_wrk: bool = True
     smoke: bool = False
     json_path: Path = DATA / "results.json"
-    report_path: Path | None = PROJECT_ROOT / "docs" / "bench-latest.md"
-    """The generated report, rewritten whole on every run (None: none written)."""
+    report_path: Path | None = PROJECT_ROOT / "docs" / "bench-latest.md"  # rewritten whole
     database_name: str = "taskapi_bench"
-    keep_database: bool = True
-    """Leave the loaded database behind after a full run, for EXPLAIN and profiling."""
-    budget_seconds: float = 14 * 60
-    """Cells that would end after this many seconds from the start are skipped, not run."""
+    keep_database: bool = True  # left behind after a full run, for EXPLAIN and profiling
+    budget_seconds: float = 14 * 60  # cells that would end later are skipped, not run
     seed: int = 42
     pair_samples: int = 10_000
     pgdata: Path = PROJECT_ROOT / ".data" / "bench-postgres"
@@ -59,11 +45,8 @@ def config(*, smoke: bool, growth: bool = False, **overrides: Any) -> BenchConfi
 
 
 def growth_defaults(smoke: bool) -> dict[str, Any]:
-    """`--growth`: `list` and `get` at 16 connections, before and after growing the table tenfold.
-
-    No heavy user: growth appends ordinary tasks after the loaded ids, where its rows would be.
-    Its own JSON file, report and database, so it never replaces the default run's.
-    """
+    """`--growth`: `list` and `get` at 16 connections, before and after growing the table tenfold;
+    no heavy user (growth appends where its ids would be); its own JSON, report and database."""
     defaults: dict[str, Any] = {
         "growth": True,
         "workloads": ("list", "get"),

@@ -15,25 +15,18 @@ from db import embedded
 from db.engine import libpq_url, sqlalchemy_url
 
 SAFE_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-REPORTED_SETTINGS = (
-    "shared_buffers",
-    "max_connections",
-    "synchronous_commit",
-    "fsync",
-    "wal_level",
-    "effective_cache_size",
-    "work_mem",
-)
+# The server's settings that decide write and cache speed.
 SETTINGS_SQL = text(
-    "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name = ANY(:names)"
+    "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name IN ('shared_buffers',"
+    " 'max_connections', 'synchronous_commit', 'fsync', 'wal_level', 'effective_cache_size',"
+    " 'work_mem')"
 )
 SAMPLE_PAIRS_SQL = text("SELECT user_id, id FROM tasks WHERE id = ANY(:ids) ORDER BY id")
 
 
 @dataclass(frozen=True)
 class PostgresServer:
-    admin_url: str
-    """A libpq URL to the server's `postgres` database."""
+    admin_url: str  # a libpq URL to the server's `postgres` database
     postmaster_pid: int | None
     """Known when the server runs on this machine and its data directory is readable."""
 
@@ -86,7 +79,7 @@ def settings(engine: Engine) -> dict[str, str]:
     """The server version and the settings that decide write and cache speed."""
     with engine.connect() as conn:
         version = str(conn.execute(text("SHOW server_version")).scalar_one())
-        rows = conn.execute(SETTINGS_SQL, {"names": list(REPORTED_SETTINGS)}).all()
+        rows = conn.execute(SETTINGS_SQL).all()
     return {"server_version": version} | {row.name: row.value for row in rows}
 
 

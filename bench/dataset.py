@@ -1,19 +1,11 @@
-"""The benchmark's dataset, generated inside PostgreSQL with INSERT ... SELECT generate_series.
+"""The benchmark's dataset, generated inside PostgreSQL (3x faster here than COPY from Python),
+with keys and indexes dropped first and rebuilt after (one sorted build beats a million inserts).
 
-Generating rows server-side measured about 3x faster here than streaming COPY text from Python
-(1M rows: 6.0 s against 18.4 s, of which 11 s was Python formatting the lines), so the rows
-never leave the server. Keys and indexes are dropped first and rebuilt afterwards: one sorted
-build per index beats a million index insertions.
-
-Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench can pick a real
-(user_id, id) pair with integer arithmetic alone (its `\\set` has no strings). Ids rise with
-`created_at`, as in production; ids are per user (with gaps here), and every user's counter is
-set to its highest id, so the service's next create for that user continues from there.
-
-One more user, HEAVY_USER, owns the ids after those; HEAVY_MATCHES of its tasks, spread evenly
-over the year, have HEAVY_WORD in the title, which no other row has (`heavy-search`,
-`head-of-line`). A growth run appends ordinary tasks after the loaded ones, with the same owners
-and the same spacing in time, so the table grows as it would by living longer.
+Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench picks a real (user, id)
+pair with integer arithmetic. Ids rise with `created_at`; each user's counter is set to its
+highest id, so the service's next create continues from there. HEAVY_USER owns the ids after
+those; HEAVY_MATCHES of its tasks, spread over the year, and no other row have HEAVY_WORD in the
+title. A growth run appends ordinary tasks with the same owners and spacing in time.
 """
 
 import logging
@@ -26,9 +18,8 @@ from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD
 
 log = logging.getLogger(__name__)
 
-# Titles draw from a small vocabulary so a `q=` search has words to find. Rows `first..last` of
-# the series get ids `i + id_offset`; the series' spacing in time is one year over `scale` rows.
-# `owner` is the SQL of the user id, written in by generate_sql (ordinary users or one user).
+# Titles draw from a small vocabulary so `q=` has words to find. Series rows `first..last` get
+# ids `i + id_offset`, spaced over one year by `scale`; `owner` is written in by generate_sql.
 GENERATE_TASKS_TEMPLATE = """
 INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date,
                    created_at, updated_at)
@@ -49,21 +40,17 @@ SELECT {owner},
        CASE WHEN random() < 0.5 THEN date '2025-06-01' + id % 400 END,
        created,
        CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) ELSE created END
-FROM (SELECT i,
-             i + :id_offset AS id,
-             random() < 0.4 AS done,
+FROM (SELECT i, i + :id_offset AS id, random() < 0.4 AS done,
              timestamptz '2025-01-01 00:00:00+00' + i * (interval '365 days' / :scale) AS created
       FROM generate_series(:first, :last) AS i) AS generated
 """
 ORDINARY_OWNER = "(1 + (id - 1) % :users)::text"
 ONE_OWNER = "CAST(:owner AS text)"
 SET_SEED_SQL = text("SELECT setseed(:seed)")
-SYNC_COUNTERS_SQL = (
-    text("DELETE FROM task_counters"),
-    text(
-        "INSERT INTO task_counters (user_id, last_id)"
-        " SELECT user_id, max(id) FROM tasks GROUP BY user_id"
-    ),
+# Every user's next create takes the id after its highest.
+SYNC_COUNTERS_SQL = text(
+    "DELETE FROM task_counters; INSERT INTO task_counters (user_id, last_id)"
+    " SELECT user_id, max(id) FROM tasks GROUP BY user_id"
 )
 # A workload's new task continues its user's ids, which interleave with other users' loaded ones,
 # so what the load wrote is recognised by its owner-and-id pattern, not by an id threshold.
@@ -89,11 +76,9 @@ VACUUM_SQL = text("VACUUM (ANALYZE) tasks")
 
 @dataclass(frozen=True, kw_only=True)
 class LoadStats:
-    tasks: int
-    """Ordinary tasks: ids 1..tasks."""
+    tasks: int  # ordinary tasks: ids 1..tasks
     users: int
-    heavy_user_tasks: int
-    """Tasks of HEAVY_USER: the ids after the ordinary ones."""
+    heavy_user_tasks: int  # tasks of HEAVY_USER: the ids after the ordinary ones
     method: str
     insert_seconds: float = 0
     index_seconds: float = 0
@@ -116,12 +101,9 @@ class Rows:
     first: int
     last: int
     id_offset: int = 0
-    scale: int
-    """Rows per year of `created_at`: the spacing of the series in time."""
-    owner: str | None = None
-    """One user for every row; None: the ordinary users, by id."""
-    match_every: int = 0
-    """Every this many rows has HEAVY_WORD in the title (0: none)."""
+    scale: int  # rows per year of `created_at`: the spacing of the series in time
+    owner: str | None = None  # one user for every row; None: the ordinary users, by id
+    match_every: int = 0  # every this many rows has HEAVY_WORD in the title (0: none)
 
 
 def load(
@@ -140,12 +122,8 @@ def load(
 
 
 def grow(engine: Engine, loaded: LoadStats, *, tasks: int, batch: int, seed: int) -> LoadStats:
-    """Append ordinary tasks `loaded.tasks + 1 .. tasks` in batches; rebuild; VACUUM ANALYZE.
-
-    The new rows continue the loaded ones: the same owners (so pgbench's arithmetic still finds
-    real pairs), the same spacing in time (newer rows, higher ids) and the same shares of
-    completed, dated and described tasks.
-    """
+    """Append ordinary tasks `loaded.tasks + 1 .. tasks` in batches, continuing the loaded ones
+    (same owners, spacing and shares); rebuild; VACUUM ANALYZE."""
     if loaded.heavy_user_tasks:
         raise ValueError("growth appends ids after the ordinary tasks: load no heavy user first")
     if tasks <= loaded.tasks:
@@ -180,7 +158,7 @@ def _write(
             log.info("  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches))
         inserted = time.perf_counter()
         _rebuild(conn, schema)
-        _sync_counters(conn)
+        conn.execute(SYNC_COUNTERS_SQL)
         indexed = time.perf_counter()
     _vacuum(engine)
     return replace(
@@ -192,17 +170,13 @@ def _write(
 
 
 def remove_added_rows(engine: Engine, loaded: LoadStats) -> float:
-    """Undo a write workload's inserts and vacuum away its dead rows; return the seconds taken.
-
-    pgbench inserts hundreds of thousands of rows in a `create` run; left in place they would
-    lengthen every later `list` and make the workloads depend on their order. Toggled rows stay
-    toggled: the completed share drifts by a few points at most.
-    """
+    """Undo a write workload's inserts (so later workloads see the loaded rows) and vacuum;
+    return the seconds taken. Toggled rows stay toggled: the completed share drifts a little."""
     started = time.perf_counter()
     binds = {"tasks": loaded.tasks, "users": loaded.users, "heavy": HEAVY_USER}
     with engine.begin() as conn:
         conn.execute(DELETE_ADDED_SQL, binds | {"last_id": loaded.last_id})
-        _sync_counters(conn)  # the next run's new tasks get the same ids as this one's
+        conn.execute(SYNC_COUNTERS_SQL)  # the next run's new tasks get the same ids as this one's
     _vacuum(engine)
     return time.perf_counter() - started
 
@@ -210,11 +184,6 @@ def remove_added_rows(engine: Engine, loaded: LoadStats) -> float:
 def _vacuum(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(VACUUM_SQL)
-
-
-def _sync_counters(conn: Connection) -> None:
-    for statement in SYNC_COUNTERS_SQL:
-        conn.execute(statement)
 
 
 def generate_sql(rows: Rows) -> str:
@@ -232,7 +201,7 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> tuple[list[str], list[str]]:
+def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> list[str]:
     """Drop the keys and indexes of `tasks` (and its rows if `truncate`); DDL to rebuild them."""
     keys = [(row.name, row.ddl) for row in conn.execute(KEYS_SQL)]
     indexes = [(row.name, row.ddl) for row in conn.execute(INDEXES_SQL)]
@@ -243,10 +212,10 @@ def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> tuple[list[st
     if truncate:
         conn.execute(text("TRUNCATE tasks"))
     rebuild = ["ALTER TABLE tasks ADD CONSTRAINT " + _quote(name) + " " + ddl for name, ddl in keys]
-    return rebuild, [ddl for _, ddl in indexes]
+    return rebuild + [ddl for _, ddl in indexes]
 
 
-def _rebuild(conn: Connection, schema: tuple[list[str], list[str]]) -> None:
+def _rebuild(conn: Connection, schema: list[str]) -> None:
     conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
-    for ddl in [*schema[0], *schema[1]]:
+    for ddl in schema:
         conn.execute(text(ddl))

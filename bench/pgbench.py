@@ -19,7 +19,16 @@ from sqlalchemy.dialects.postgresql import psycopg2
 
 from bench.processes import run_at_once
 from bench.results import PgbenchResult, latency_from_ns
-from bench.workloads import CREATE_BODY, HEAVY_USER, HEAVY_WORD, LIST_LIMIT, SEARCH_WORD, Kind
+from bench.workloads import (
+    CREATE_BODY,
+    HEAVY_KINDS,
+    HEAVY_USER,
+    HEAVY_WORD,
+    LIST_LIMIT,
+    SEARCH_WORD,
+    Kind,
+    Mix,
+)
 from commands.tasks import (
     CreateTask,
     ToggleTask,
@@ -116,12 +125,12 @@ def script(kind: Kind) -> str:
     """A pgbench script: the caller and timeouts named, then the statement, in one pipeline."""
     variables, statement = statements(kind)
     pipeline = inline(SET_USER_SQL.text, Timeouts().parameters()) + ";\n" + statement + ";\n"
-    if kind == "heavy_search":  # one user, whom no pgbench arithmetic can name
+    if kind in HEAVY_KINDS:  # one user, whom no pgbench arithmetic can name
         pipeline = inline(pipeline, {"user_id": HEAVY_USER})
     return variables + "\\startpipeline\n" + pipeline + "\\endpipeline\n"
 
 
-def write_scripts(name: str, mix: tuple[tuple[Kind, int], ...], directory: Path) -> list[str]:
+def write_scripts(name: str, mix: Mix, directory: Path) -> list[str]:
     """`-f file@weight` arguments for a mix of request kinds."""
     directory.mkdir(parents=True, exist_ok=True)
     arguments = []
@@ -130,23 +139,6 @@ def write_scripts(name: str, mix: tuple[tuple[Kind, int], ...], directory: Path)
         path.write_text(script(kind))
         arguments += ["-f", f"{path}@{weight}"]
     return arguments
-
-
-def command(
-    scripts: list[str], *, url: str, connections: int, seconds: int, tasks: int, users: int
-) -> list[str]:
-    return [
-        str(client_program("pgbench")),
-        "--no-vacuum",
-        "--protocol=prepared",
-        f"--client={connections}",
-        "--jobs=1",
-        f"--time={seconds}",
-        f"--define=tasks={tasks}",
-        f"--define=users={users}",
-        *scripts,
-        url,
-    ]
 
 
 def run(
@@ -158,21 +150,19 @@ def run(
     users: int,
     log_dir: Path,
 ) -> list[PgbenchResult]:
-    """One pgbench per (scripts, connections), all at once; the first one logs latencies."""
+    """One pgbench per (scripts, connections), all at once; the first one logs its latencies."""
     whole = max(1, round(seconds))
     for old in log_dir.glob(LOG_PREFIX + "*"):
         old.unlink()
     log_dir.mkdir(parents=True, exist_ok=True)
-    logging = ["--log", f"--log-prefix={log_dir / LOG_PREFIX}"]
-    commands = [
-        command(s, url=url, connections=c, seconds=whole, tasks=tasks, users=users)
-        for s, c in loads
-    ]
-    commands[0][1:1] = logging
+    options = ["--no-vacuum", "--protocol=prepared", "--jobs=1", f"--time={whole}"]
+    options += [f"--define=tasks={tasks}", f"--define=users={users}"]
+    program = str(client_program("pgbench"))
+    commands = [[program, *options, f"--client={c}", *scripts, url] for scripts, c in loads]
+    commands[0][1:1] = ["--log", f"--log-prefix={log_dir / LOG_PREFIX}"]
     outputs = run_at_once(commands, timeout=whole + 60)
-    results = [parse(stdout, [], seconds=whole) for stdout in outputs]
-    results[0] = parse(outputs[0], read_latencies(log_dir), seconds=whole)
-    return results
+    latencies = [read_latencies(log_dir)] + [[]] * (len(outputs) - 1)
+    return [parse(out, ns, seconds=whole) for out, ns in zip(outputs, latencies, strict=True)]
 
 
 def parse(stdout: str, latencies_ns: list[int], *, seconds: float) -> PgbenchResult:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dataset import LoadStats
-from bench.results import Cell, Latency
+from bench.results import Cell, Latency, find
 from bench.run import Report
 from bench.targets import TARGET_CONNECTIONS, Verdict, evaluate
 from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD, ROUTES
@@ -75,52 +75,31 @@ def results_table(report: Report) -> str:
     return "\n".join([RESULT_HEADER, *rows])
 
 
+def _latency_row(
+    label: str, connections: str, rate: float, latency: Latency | None, errors: int
+) -> str:
+    names = ("p50_ms", "p99_ms", "p999_ms", "max_ms")
+    return _row([label, connections, _num(rate), *_latencies(latency, *names), str(errors)])
+
+
 def head_of_line_table(cells: list[Cell]) -> str | None:
     """Other users' `list` alone and while the heavy user searches, side by side, per count."""
     rows = []
     for during in (c for c in cells if c.workload == "head-of-line" and c.service):
-        alone = next(
-            (c for c in cells if (c.workload, c.connections) == ("list", during.connections)), None
-        )
-        lines = [
-            (
-                "other users' `list`, alone (the `list` row)",
-                during.connections,
-                alone.service if alone else None,
-            ),
-            (
-                "other users' `list`, while the heavy user searches",
-                during.connections,
-                during.service,
-            ),
-            (f"the heavy user's searches meanwhile, `q={HEAVY_WORD}`", None, during.background),
+        alone, count = find(cells, "list", during.connections), str(during.connections)
+        runs = [
+            ("other users' `list`, alone (the `list` row)", count, alone and alone.service),
+            ("other users' `list`, while the heavy user searches", count, during.service),
+            (f"the heavy user's searches meanwhile, `q={HEAVY_WORD}`", "-", during.background),
         ]
-        for label, connections, result in lines:
-            latency = result.latency if result else None
-            rows.append(
-                _row(
-                    [
-                        label,
-                        "-" if connections is None else str(connections),
-                        _num(result.rps if result else None),
-                        *_latencies(latency, "p50_ms", "p99_ms", "p999_ms", "max_ms"),
-                        "-" if result is None else str(result.errors),
-                    ]
-                )
-            )
-        if during.pgbench is not None:
-            db = during.pgbench
-            rows.append(
-                _row(
-                    [
-                        "PostgreSQL's own `list` (pgbench) while a second pgbench searches",
-                        str(during.connections),
-                        _num(db.tps),
-                        *_latencies(db.latency, "p50_ms", "p99_ms", "p999_ms", "max_ms"),
-                        str(db.failed),
-                    ]
-                )
-            )
+        rows += [
+            _latency_row(label, n, run.rps, run.latency, run.errors)
+            for label, n, run in runs
+            if run
+        ]
+        if (db := during.pgbench) is not None:
+            label = "PostgreSQL's own `list` (pgbench) while a second pgbench searches"
+            rows.append(_latency_row(label, count, db.tps, db.latency, db.failed))
     return "\n".join([LATENCY_HEADER, *rows]) if rows else None
 
 
@@ -129,18 +108,14 @@ def verdicts_table(verdicts: list[Verdict]) -> str:
     return "\n".join(["| target | required | measured | status |", "|---|---|---|---|", *rows])
 
 
-def _dataset_fact(dataset: LoadStats, label: str) -> str:
-    heavy = (
-        f", plus {dataset.heavy_user_tasks:,} of user `{HEAVY_USER}` ({HEAVY_MATCHES} of them"
-        f" with `{HEAVY_WORD}` in the title)"
-        if dataset.heavy_user_tasks
-        else ""
-    )
+def _dataset_fact(data: LoadStats, label: str) -> str:
+    heavy = f", plus {data.heavy_user_tasks:,} of user `{HEAVY_USER}` ({HEAVY_MATCHES} of them with"
+    heavy += f" `{HEAVY_WORD}` in the title)"
     return (
-        f"- {label}: {dataset.tasks:,} tasks over {dataset.users:,} users{heavy}, written in"
-        f" {dataset.total_seconds:.1f} s (rows {dataset.insert_seconds:.1f} s, keys and indexes"
-        f" {dataset.index_seconds:.1f} s, VACUUM ANALYZE {dataset.vacuum_seconds:.1f} s) by"
-        f" {dataset.method}"
+        f"- {label}: {data.tasks:,} tasks over {data.users:,} users"
+        f"{heavy if data.heavy_user_tasks else ''}, written in {data.total_seconds:.1f} s (rows"
+        f" {data.insert_seconds:.1f} s, keys and indexes {data.index_seconds:.1f} s, VACUUM"
+        f" ANALYZE {data.vacuum_seconds:.1f} s) by {data.method}"
     )
 
 
@@ -191,47 +166,28 @@ def markdown(report: Report) -> str:
 
 def document(report: Report) -> str:
     """The whole generated file: this run's tables and the pgbench scripts it ran."""
+    scripts = [
+        f"`{name}`:\n\n```\n{sql.strip()}\n```" for name, sql in report.pgbench_scripts.items()
+    ]
     title = "Latest growth run" if report.config.growth else "Latest benchmark run"
-    scripts = "\n\n".join(
-        f"`{name}`:\n\n```\n{text.strip()}\n```" for name, text in report.pgbench_scripts.items()
-    )
-    return (
-        "\n\n".join(
-            [
-                f"# {title}",
-                "<!-- Generated by `python -m bench`, rewritten whole on every run: do not edit."
-                " What the figures mean: docs/PERFORMANCE.md. -->",
-                markdown(report),
-                "## pgbench scripts of this run\n\n" + scripts,
-            ]
-        )
-        + "\n"
-    )
+    notice = "<!-- Generated by `python -m bench`, rewritten whole on every run: do not edit."
+    notice += " What the figures mean: docs/PERFORMANCE.md. -->"
+    parts = [f"# {title}", notice, markdown(report), "## pgbench scripts of this run", *scripts]
+    return "\n\n".join(parts) + "\n"
 
 
 def to_json(report: Report) -> dict[str, Any]:
-    config = asdict(report.config)
-    return {
-        "command": report.config.command,
-        "started_at": report.started_at.isoformat(),
-        "elapsed_seconds": round(report.elapsed_seconds, 1),
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in config.items()},
-        "machine": report.machine,
-        "postgres": report.postgres,
+    """Everything the run recorded; Paths and dates become strings when dumped."""
+    whole = asdict(report)
+    del whole["cells"]
+    return whole | {
         "datasets": [asdict(d) | {"total_seconds": d.total_seconds} for d in report.datasets],
-        "generator": report.generator,
-        "pgbench_scripts": report.pgbench_scripts,
-        "note": report.note,
-        "workloads": _by_workload(report.cells),
+        "workloads": {
+            name: [cell_json(c) for c in report.cells if c.workload == name]
+            for name in dict.fromkeys(c.workload for c in report.cells)
+        },
         "targets": [asdict(v) for v in evaluate(report.cells, growth=report.config.growth)],
     }
-
-
-def _by_workload(cells: list[Cell]) -> dict[str, list[dict[str, Any]]]:
-    workloads: dict[str, list[dict[str, Any]]] = {}
-    for cell in cells:
-        workloads.setdefault(cell.workload, []).append(cell_json(cell))
-    return workloads
 
 
 def cell_json(cell: Cell) -> dict[str, Any]:

@@ -71,11 +71,9 @@ class Usage:
 
     server_cpu_s: float
     db_cpu_s: float | None
-    worker_cpu_s: dict[str, float] = field(default_factory=dict)
-    """Per worker pid: CPU seconds. A lopsided split means one worker accepted most connections."""
+    worker_cpu_s: dict[str, float] = field(default_factory=dict)  # by pid, as a string for JSON
     machine_busy_pct: float
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
-    """Per worker pid (as a string, for JSON): the largest RSS sampled during the run."""
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # the largest RSS sampled, by pid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,13 +82,11 @@ class Cell:
 
     workload: str
     connections: int
-    tasks: int
-    """Ordinary tasks in the table when measured (a growth run measures two sizes)."""
+    tasks: int  # ordinary tasks in the table when measured (a growth run measures two sizes)
     service: LoadResult | None = None
     usage: Usage | None = None
     pgbench: PgbenchResult | None = None
-    background: LoadResult | None = None
-    """Head-of-line: the heavy user's searches sent meanwhile (`service` is the rest alone)."""
+    background: LoadResult | None = None  # the heavy user's searches meanwhile (head-of-line)
     note: str | None = None
 
     @property
@@ -131,3 +127,9 @@ class Cell:
         if self.usage is None or not self.usage.peak_rss_mb:
             return None
         return max(self.usage.peak_rss_mb.values())
+
+
+def find(cells: list[Cell], workload: str, connections: int | None = None) -> Cell | None:
+    """The workload's cell at `connections`, or at the fewest connections measured."""
+    chosen = [c for c in cells if c.workload == workload and connections in (None, c.connections)]
+    return min(chosen, key=lambda c: c.connections, default=None)

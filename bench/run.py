@@ -27,8 +27,7 @@ from db.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
-GROWTH_SLOWDOWN = 1.5
-"""Margin on a linear estimate: index builds grow a little faster than the rows they sort."""
+GROWTH_SLOWDOWN = 1.5  # index builds grow a little faster than the rows they sort
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,8 +37,7 @@ class Report:
     elapsed_seconds: float
     machine: dict[str, object]
     postgres: dict[str, str]
-    datasets: list[LoadStats]
-    """The loaded dataset, and the grown one after it in a growth run."""
+    datasets: list[LoadStats]  # the loaded dataset, and the grown one after it in a growth run
     generator: str
     pgbench_scripts: dict[str, str]
     cells: list[Cell]
@@ -88,7 +86,7 @@ def run(config: BenchConfig) -> Report:
         )
         cells, datasets, note = _measure_all(session), [dataset], None
         if config.growth:
-            estimate = growth_seconds(dataset, config.growth_tasks) + _measuring_seconds(config)
+            estimate = growth_estimate(config, dataset)
             if budget.allows(estimate):
                 session = _grow(session, engine)
                 cells += _measure_all(session)
@@ -110,30 +108,21 @@ def run(config: BenchConfig) -> Report:
         )
 
 
-def growth_seconds(loaded: LoadStats, tasks: int) -> float:
-    """Seconds to grow a table loaded in `loaded.total_seconds` to `tasks` rows, roughly."""
-    return loaded.total_seconds * tasks / max(1, loaded.last_id) * GROWTH_SLOWDOWN
-
-
-def _measuring_seconds(config: BenchConfig) -> float:
-    cells = len(config.workloads or ()) * len(config.connections)
-    per_cell = config.warmup + 2 * config.duration + 2 * CELL_OVERHEAD_ALLOWANCE
-    return cells * per_cell + len(config.workloads or ()) * SERVER_START_ALLOWANCE
+def growth_estimate(config: BenchConfig, loaded: LoadStats) -> float:
+    """Seconds to grow the table (linear in rows, with a margin) and measure again, roughly."""
+    growing = loaded.total_seconds * config.growth_tasks / max(1, loaded.last_id) * GROWTH_SLOWDOWN
+    workloads = len(config.workloads or ())
+    per_cell = config.warmup + 2 * (config.duration + CELL_OVERHEAD_ALLOWANCE)
+    return growing + workloads * (len(config.connections) * per_cell + SERVER_START_ALLOWANCE)
 
 
 def _grow(session: Session, engine: Engine) -> Session:
     """The session again, over the grown table: new pairs drawn from all of it."""
-    config = session.config
-    log.info("growing %s tasks to %s", f"{session.dataset.tasks:,}", f"{config.growth_tasks:,}")
-    grown = grow(
-        engine,
-        session.dataset,
-        tasks=config.growth_tasks,
-        batch=config.growth_batch,
-        seed=config.seed,
-    )
+    c = session.config
+    log.info("growing %s tasks to %s", f"{session.dataset.tasks:,}", f"{c.growth_tasks:,}")
+    grown = grow(engine, session.dataset, tasks=c.growth_tasks, batch=c.growth_batch, seed=c.seed)
     log.info("grown in %.1fs", grown.total_seconds)
-    pairs = sample_pairs(engine, tasks=grown.tasks, count=config.pair_samples, seed=config.seed)
+    pairs = sample_pairs(engine, tasks=grown.tasks, count=c.pair_samples, seed=c.seed)
     tokens = session.auth.tokens(user for user, _ in pairs)
     return replace(session, dataset=grown, pairs=pairs, tokens=tokens)
 

@@ -32,12 +32,8 @@ class BenchAuth:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
     def environment(self) -> dict[str, str]:
-        return {
-            "AUTH_MODE": "secret",
-            "AUTH_JWT_SECRET": self.secret,
-            "AUTH_ISSUER": ISSUER,
-            "AUTH_AUDIENCE": AUDIENCE,
-        }
+        settings = {"AUTH_MODE": "secret", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
+        return settings | {"AUTH_JWT_SECRET": self.secret}
 
     def token(self, user_id: str) -> str:
         now = int(time.time())
@@ -52,12 +48,8 @@ class BenchAuth:
 @dataclass(frozen=True)
 class Service:
     pid: int
-    port: int
+    url: str
     workers: list[int]
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
 
 def free_port() -> int:
@@ -67,17 +59,12 @@ def free_port() -> int:
         return port
 
 
-def serve_command(port: int, workers: int) -> list[str]:
-    program = [sys.executable, "-m", "api.cli"]
-    return [*program, "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
-
-
 @contextlib.contextmanager
 def running_service(
     *, app_url: str, owner_url: str, auth: BenchAuth, workers: int, log_path: Path, cwd: Path
 ) -> Iterator[Service]:
     """Start the service on a free loopback port; stop it by pid however the block ends."""
-    port = free_port()
+    port, more = free_port(), ["--workers", str(workers)]
     # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
     env = os.environ | auth.environment()
     env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": app_url}
@@ -86,7 +73,7 @@ def running_service(
     with log_path.open("wb") as log_file:  # its access log, one file per workload
         # A session of its own: the bench, not a terminal's Ctrl-C, decides how it stops.
         proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments
-            serve_command(port, workers),
+            [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port), *more],
             env=env,
             cwd=cwd,
             stdout=log_file,
@@ -94,8 +81,9 @@ def running_service(
             start_new_session=True,
         )
     try:
-        _wait_ready(proc, f"http://{HOST}:{port}/readyz", log_path)
-        yield Service(proc.pid, port, _workers(proc.pid))
+        url = f"http://{HOST}:{port}"
+        _wait_ready(proc, url + "/readyz", log_path)
+        yield Service(proc.pid, url, _workers(proc.pid))
     finally:
         stop(proc)
 

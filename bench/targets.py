@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.results import Cell, Latency
+from bench.results import Cell, Latency, find
 
 TARGET_CONNECTIONS = 16
 WORKER_RSS_LIMIT_MB = 150.0
@@ -19,15 +19,6 @@ class Target:
     workload: str
     metric: Literal["ratio", "p99_ms"]
     limit: float
-
-    @property
-    def label(self) -> str:
-        what = "rate / pgbench rate" if self.metric == "ratio" else "p99"
-        return f"`{self.workload}` {what}, {TARGET_CONNECTIONS} connections"
-
-    @property
-    def required(self) -> str:
-        return f">= {self.limit:g}" if self.metric == "ratio" else f"<= {self.limit:g} ms"
 
 
 TARGETS = (
@@ -48,141 +39,101 @@ class Verdict:
     target: str
     required: str
     measured: str
-    status: str
-    """`met`, `not met (...)` or `not measured (...)`."""
+    status: str  # `met`, `not met (...)` or `not measured`
 
 
-def _p99(cell: Cell | None) -> float | None:
-    latency = cell.service.latency if cell and cell.service else None
-    return latency.p99_ms if latency else None
+def _judge(target: str, required: str, measured: str | None, met: bool, gap: str = "") -> Verdict:
+    if measured is None:
+        return Verdict(target, required, "-", "not measured")
+    status = "met" if met else f"not met ({gap})" if gap else "not met"
+    return Verdict(target, required, measured, status)
+
+
+def _latency(cell: Cell | None) -> Latency | None:
+    return cell.service.latency if cell and cell.service else None
 
 
 def evaluate(cells: list[Cell], *, growth: bool = False) -> list[Verdict]:
     if growth:
         return evaluate_growth(cells)
-    at = {(c.workload, c.connections): c for c in cells}
-    verdicts = [_verdict(t, at.get((t.workload, TARGET_CONNECTIONS))) for t in TARGETS]
+    growth_status = "not measured in this run (`make bench-growth` has its own report)"
     return [
-        *verdicts,
+        *(_verdict(t, find(cells, t.workload, TARGET_CONNECTIONS)) for t in TARGETS),
         head_of_line_verdict(cells),
         heavy_search_verdict(cells),
         _errors_verdict(cells),
         _memory_verdict(cells),
-        Verdict(
-            "`list` and `get` latency at 10M tasks vs 1M",
-            f"within {GROWTH_LIMIT:g}x",
-            "-",
-            "not measured in this run (`make bench-growth` has its own report)",
-        ),
+        Verdict("`list` and `get` at 10M tasks vs 1M", f"<= {GROWTH_LIMIT:g}x", "-", growth_status),
     ]
 
 
-def _first(cells: list[Cell], workload: str) -> Cell | None:
-    """The workload's cell at the fewest connections."""
-    return min(
-        (c for c in cells if c.workload == workload), key=lambda c: c.connections, default=None
-    )
+def _verdict(target: Target, cell: Cell | None) -> Verdict:
+    label = f"`{target.workload}` {'rate / pgbench rate' if target.metric == 'ratio' else 'p99'}"
+    label += f", {TARGET_CONNECTIONS} connections"
+    if target.metric == "ratio":
+        ratio = cell.ratio if cell else None
+        gap = f"{target.limit / ratio:.1f}x short" if ratio else ""
+        measured = None if ratio is None else f"{ratio:.3f}"
+        return _judge(label, f">= {target.limit:g}", measured, (ratio or 0) >= target.limit, gap)
+    latency = _latency(cell)
+    p99 = latency.p99_ms if latency else 0
+    measured = None if latency is None else f"{p99:.1f} ms"
+    gap = f"{p99 / target.limit:.1f}x over"
+    return _judge(label, f"<= {target.limit:g} ms", measured, p99 <= target.limit, gap)
 
 
 def head_of_line_verdict(cells: list[Cell]) -> Verdict:
     """Other users' `list` p99 while the heavy user searches, against `list` alone."""
-    during = _first(cells, "head-of-line")
-    alone = next(
-        (
-            c
-            for c in cells
-            if during and (c.workload, c.connections) == ("list", during.connections)
-        ),
-        None,
-    )
-    required = f"<= {HEAD_OF_LINE_FACTOR:g}x"
-    before, after = _p99(alone), _p99(during)
-    background = during.background if during else None
-    if before is None or after is None or background is None or not background.requests:
-        return Verdict(HEAD_OF_LINE_LABEL, required, "-", "not measured")
-    factor = after / before
-    measured = f"{factor:.1f}x ({before:.1f} -> {after:.1f} ms)"
-    met = factor <= HEAD_OF_LINE_FACTOR
-    return Verdict(HEAD_OF_LINE_LABEL, required, measured, "met" if met else "not met")
+    during = find(cells, "head-of-line")
+    alone = _latency(find(cells, "list", during.connections) if during else None)
+    meanwhile = _latency(during)
+    searched = during is not None and during.background is not None and during.background.requests
+    measured = factor = None
+    if alone and meanwhile and searched:
+        factor = meanwhile.p99_ms / alone.p99_ms
+        measured = f"{factor:.1f}x ({alone.p99_ms:.1f} -> {meanwhile.p99_ms:.1f} ms)"
+    met = factor is not None and factor <= HEAD_OF_LINE_FACTOR
+    return _judge(HEAD_OF_LINE_LABEL, f"<= {HEAD_OF_LINE_FACTOR:g}x", measured, met)
 
 
 def heavy_search_verdict(cells: list[Cell]) -> Verdict:
-    cell = _first(cells, "heavy-search")
-    required = f"<= {HEAVY_SEARCH_P50_MS:g} ms"
+    cell = find(cells, "heavy-search")
     latency = cell.pgbench.latency if cell and cell.pgbench else None
-    if latency is None:
-        return Verdict(HEAVY_SEARCH_LABEL, required, "-", "not measured")
-    p50 = latency.p50_ms
-    status = (
-        "met" if p50 <= HEAVY_SEARCH_P50_MS else f"not met ({p50 / HEAVY_SEARCH_P50_MS:.1f}x over)"
-    )
-    return Verdict(HEAVY_SEARCH_LABEL, required, f"{p50:.2f} ms", status)
+    p50 = latency.p50_ms if latency else 0
+    measured = None if latency is None else f"{p50:.2f} ms"
+    gap = f"{p50 / HEAVY_SEARCH_P50_MS:.1f}x over"
+    met = p50 <= HEAVY_SEARCH_P50_MS
+    return _judge(HEAVY_SEARCH_LABEL, f"<= {HEAVY_SEARCH_P50_MS:g} ms", measured, met, gap)
 
 
 def evaluate_growth(cells: list[Cell]) -> list[Verdict]:
     """`list` and `get` p50 and p99 at the grown size against the loaded one, each <= 1.5x."""
     sizes = sorted({c.tasks for c in cells})
-    at = {(c.workload, c.tasks): c for c in cells if c.connections == TARGET_CONNECTIONS}
     verdicts = []
     for workload in ("list", "get"):
-        for name in ("p50", "p99"):
-            label = f"`{workload}` {name} at the grown size / at {sizes[0]:,}"
-            before = _latency(at.get((workload, sizes[0])))
-            after = _latency(at.get((workload, sizes[-1]))) if len(sizes) > 1 else None
-            verdicts.append(_growth_verdict(label, name, before, after))
+        at = {c.tasks: _latency(c) for c in cells if c.workload == workload}
+        before, after = at.get(sizes[0]), at.get(sizes[-1]) if len(sizes) > 1 else None
+        for name in ("p50_ms", "p99_ms"):
+            label = f"`{workload}` {name[:3]} at the grown size / at {sizes[0]:,}"
+            measured, ratio = None, 0.0
+            if before and after:
+                old, new = getattr(before, name), getattr(after, name)
+                ratio = new / old if old > 0 else float("inf")
+                measured = f"{ratio:.2f}x ({old:.2f} -> {new:.2f} ms)"
+            verdicts.append(_judge(label, f"<= {GROWTH_LIMIT:g}x", measured, ratio <= GROWTH_LIMIT))
     return verdicts
-
-
-def _latency(cell: Cell | None) -> Latency | None:
-    return None if cell is None or cell.service is None else cell.service.latency
-
-
-def _growth_verdict(
-    label: str, name: str, before: Latency | None, after: Latency | None
-) -> Verdict:
-    required = f"<= {GROWTH_LIMIT:g}x"
-    if before is None or after is None:
-        return Verdict(label, required, "-", "not measured")
-    old, new = (before.p50_ms, after.p50_ms) if name == "p50" else (before.p99_ms, after.p99_ms)
-    ratio = new / old if old > 0 else float("inf")
-    measured = f"{ratio:.2f}x ({old:.2f} -> {new:.2f} ms)"
-    return Verdict(label, required, measured, "met" if ratio <= GROWTH_LIMIT else "not met")
-
-
-def _verdict(target: Target, cell: Cell | None) -> Verdict:
-    value = (cell.ratio if cell else None) if target.metric == "ratio" else _p99(cell)
-    if value is None:
-        return Verdict(target.label, target.required, "-", "not measured")
-    if target.metric == "ratio":
-        met = value >= target.limit
-        measured, gap = f"{value:.3f}", f"{target.limit / value:.1f}x short" if value else ""
-    else:
-        met = value <= target.limit
-        measured, gap = f"{value:.1f} ms", f"{value / target.limit:.1f}x over"
-    return Verdict(target.label, target.required, measured, "met" if met else f"not met ({gap})")
 
 
 def _errors_verdict(cells: list[Cell]) -> Verdict:
     service = [c.errors for c in cells if c.errors is not None]
-    if not service:
-        return Verdict("errors in every workload", "0", "-", "not measured")
-    database = sum(c.pgbench.failed for c in cells if c.pgbench is not None)
-    measured = f"{sum(service)} (pgbench failures: {database})"
-    return Verdict(
-        "errors in every workload", "0", measured, "met" if sum(service) == 0 else "not met"
-    )
+    failed = sum(c.pgbench.failed for c in cells if c.pgbench is not None)
+    measured = f"{sum(service)} (pgbench failures: {failed})" if service else None
+    return _judge("errors in every workload", "0", measured, sum(service) == 0)
 
 
 def _memory_verdict(cells: list[Cell]) -> Verdict:
-    required = f"< {WORKER_RSS_LIMIT_MB:g} MB"
-    peaks = [c.peak_rss_mb for c in cells if c.peak_rss_mb is not None]
-    if not peaks:
-        return Verdict("peak RSS per worker", required, "-", "not measured")
-    peak = max(peaks)
-    over = f"not met ({peak / WORKER_RSS_LIMIT_MB:.1f}x over)"
-    return Verdict(
-        "peak RSS per worker",
-        required,
-        f"{peak:.0f} MB",
-        "met" if peak < WORKER_RSS_LIMIT_MB else over,
-    )
+    peak = max((c.peak_rss_mb for c in cells if c.peak_rss_mb is not None), default=None)
+    measured = None if peak is None else f"{peak:.0f} MB"
+    gap = f"{(peak or 0) / WORKER_RSS_LIMIT_MB:.1f}x over"
+    met = (peak or 0) < WORKER_RSS_LIMIT_MB
+    return _judge("peak RSS per worker", f"< {WORKER_RSS_LIMIT_MB:g} MB", measured, met, gap)

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["list", "get", "create", "toggle", "search", "heavy_search"]
+Mix = tuple[tuple[Kind, int], ...]
+"""Request kinds and their weights."""
 
 LIST_LIMIT = 20
 SEARCH_WORD = "milk"
@@ -20,8 +22,7 @@ TASKS = "/api/{user}/tasks"
 @dataclass(frozen=True)
 class Route:
     method: str
-    template: str
-    """A path with `{user}` and `{task}` placeholders, filled by the wrk script."""
+    template: str  # A path with `{user}` and `{task}` placeholders, filled by the wrk script
     body: str | None = None
 
 
@@ -41,8 +42,7 @@ WRITE_KINDS = {"create", "toggle"}
 @dataclass(frozen=True)
 class Workload:
     name: str
-    mix: tuple[tuple[Kind, int], ...]
-    """Request kinds and their weights; what the cell measures."""
+    mix: Mix  # what the cell measures
     background: Kind | None = None
     """Sent meanwhile on `--heavy-connections` more connections, service and pgbench alike."""
     connections: tuple[int, ...] = ()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.processes import run_at_once
 from bench.results import Latency, LoadResult
-from bench.workloads import HEAVY_KINDS, HEAVY_USER, ROUTES, Kind
+from bench.workloads import HEAVY_KINDS, HEAVY_USER, ROUTES, Mix
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +26,18 @@ local tokens = { $tokens }
 local kinds = { $kinds }
 local total_weight = $total_weight
 
-function init(args)
-  math.randomseed($seed)
-end
+function init(args) math.randomseed($seed) end
 
 function request()
-  local pick = math.random(total_weight)
-  local kind = kinds[#kinds]
+  local pick, kind = math.random(total_weight), kinds[#kinds]
   for _, candidate in ipairs(kinds) do
-    if pick <= candidate.upto then
-      kind = candidate
-      break
-    end
+    if pick <= candidate.upto then kind = candidate; break end
   end
   local pair = pairs_[math.random(#pairs_)]
   local user = kind.user or pair[1]
   local path = kind.template:gsub("{user}", user):gsub("{task}", tostring(pair[2]))
   local headers = {["Authorization"] = "Bearer " .. tokens[user]}
-  if kind.body then
-    headers["Content-Type"] = "application/json"
-  end
+  if kind.body then headers["Content-Type"] = "application/json" end
   return wrk.format(kind.method, path, headers, kind.body)
 end
 
@@ -74,9 +66,7 @@ def find_or_install(*, allow_install: bool) -> str:
             )
         found = shutil.which("wrk")
     if found is None:
-        raise SystemExit(
-            "wrk is needed: `apt-get install wrk` (or run as root without --no-install)"
-        )
+        raise SystemExit("wrk is needed: apt-get install wrk (a run as root does it itself)")
     return found
 
 
@@ -87,7 +77,7 @@ def version(binary: str) -> str:
 
 
 def lua_script(
-    mix: tuple[tuple[Kind, int], ...],
+    mix: Mix,
     pairs: list[tuple[str, int]],
     tokens: dict[str, str],
     *,
@@ -113,23 +103,15 @@ def lua_script(
     )
 
 
-def command(binary: str, script: Path, *, url: str, connections: int, seconds: float) -> list[str]:
-    return [
-        binary,
-        "-t1",  # one thread keeps the generator's share of the cores small, like pgbench -j1
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        f"--timeout={REQUEST_TIMEOUT_SECONDS}s",
-        f"-s{script}",
-        url,
-    ]
-
-
 def run(
     binary: str, loads: list[tuple[Path, int]], *, url: str, seconds: float
 ) -> list[LoadResult]:
-    """One wrk per (script, connections), all at once for the same seconds; results in order."""
-    commands = [command(binary, s, url=url, connections=c, seconds=seconds) for s, c in loads]
+    """One wrk per (script, connections), all at once for the same seconds; results in order.
+
+    One thread each keeps the generator's share of the cores small, like pgbench -j1.
+    """
+    options = ["-t1", f"-d{max(1, round(seconds))}s", f"--timeout={REQUEST_TIMEOUT_SECONDS}s"]
+    commands = [[binary, *options, f"-c{c}", f"-s{script}", url] for script, c in loads]
     return [parse_output(stdout) for stdout in run_at_once(commands, timeout=seconds + 60)]
 
 
