@@ -78,7 +78,6 @@ def smoke_defaults() -> dict[str, Any]:
         "connections": (2,),
         "heavy_user_tasks": 500,
         "heavy_connections": 1,
-        "install_wrk": False,
         "smoke": True,
         "json_path": DATA / "smoke-results.json",
         "work_dir": DATA / f"smoke-{os.getpid()}",
