@@ -11,6 +11,7 @@ the service in the service's cells and as a second pgbench in pgbench's.
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from sqlalchemy import create_engine
 
@@ -63,10 +64,8 @@ def measure(session: Session, workload: Workload) -> list[Cell]:
     base = Cell(workload=workload.name, connections=0, tasks=session.dataset.tasks)
     cells = {c: replace(base, connections=c) for c in workload.counts(session.config.connections)}
     if workload.needs_heavy_user and not session.dataset.heavy_user_tasks:
-        return [
-            _noted(c, "not run: no heavy user was loaded (--heavy-user-tasks 0)")
-            for c in cells.values()
-        ]
+        note = "not run: no heavy user was loaded (--heavy-user-tasks 0)"
+        return [_noted(cell, note) for cell in cells.values()]
     log.info("workload %s", workload.name)
     measure_service(session, workload, cells)
     measure_pgbench(session, workload, cells)
@@ -108,6 +107,19 @@ def _mixes(session: Session, workload: Workload, connections: int) -> list[tuple
     return mixes
 
 
+def _wrk_loads(session: Session, workload: Workload, connections: int) -> list[tuple[Path, int]]:
+    """A wrk script per mix (rewritten for each cell), with its connections."""
+    loads = []
+    for number, (mix, count) in enumerate(_mixes(session, workload, connections)):
+        path = session.config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            wrk.lua_script(mix, session.pairs, session.tokens, seed=session.config.seed)
+        )
+        loads.append((path, count))
+    return loads
+
+
 def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:
     config = session.config
     if not session.budget.allows(SERVER_START_ALLOWANCE + _cell_seconds(config)):
@@ -125,14 +137,7 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             if not session.budget.allows(_cell_seconds(config)):
                 cells[connections] = _noted(cell, "skipped: time budget")
                 continue
-            loads = []
-            for number, (mix, count) in enumerate(_mixes(session, workload, connections)):
-                path = config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(
-                    wrk.lua_script(mix, session.pairs, session.tokens, seed=config.seed)
-                )
-                loads.append((path, count))
+            loads = _wrk_loads(session, workload, connections)
             if config.warmup > 0:
                 wrk.run(session.wrk, loads, url=service.url, seconds=config.warmup)
             meter = UsageMeter(

@@ -151,17 +151,12 @@ def facts(report: Report) -> str:
 
 
 def markdown(report: Report) -> str:
-    growth = report.config.growth
     head_of_line = head_of_line_table(report.cells)
-    return "\n\n".join(
-        [
-            facts(report),
-            "## Results\n\n" + results_table(report),
-            *([f"## Head-of-line\n\n{head_of_line}"] if head_of_line else []),
-            f"## Targets ({TARGET_CONNECTIONS} connections unless said)\n\n"
-            + verdicts_table(evaluate(report.cells, growth=growth)),
-        ]
-    )
+    targets = verdicts_table(evaluate(report.cells, growth=report.config.growth))
+    parts = [facts(report), "## Results\n\n" + results_table(report)]
+    parts += [f"## Head-of-line\n\n{head_of_line}"] if head_of_line else []
+    parts += [f"## Targets ({TARGET_CONNECTIONS} connections unless said)\n\n{targets}"]
+    return "\n\n".join(parts)
 
 
 def document(report: Report) -> str:

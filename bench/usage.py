@@ -23,7 +23,7 @@ def _cpu(process: psutil.Process) -> float:
 def tree_cpu_seconds(pid: int | None) -> float | None:
     if pid is None:
         return None
-    try:
+    try:  # the process, its children, and theirs
         root = psutil.Process(pid)
         return sum(_cpu(p) for p in [root, *root.children(recursive=True)])
     except psutil.NoSuchProcess:
