@@ -80,7 +80,7 @@ def smoke_defaults() -> dict[str, Any]:
         "heavy_connections": 1,
         "smoke": True,
         "json_path": DATA / "smoke-results.json",
-        "work_dir": DATA / f"smoke-{os.getpid()}",
+        "work_dir": DATA / "smoke",
         "report_path": None,
         # Unique, so a smoke run never touches a full run's database or another smoke run's.
         "database_name": f"taskapi_bench_smoke_{os.getpid()}",
