@@ -64,7 +64,8 @@ def running_service(
     *, app_url: str, owner_url: str, auth: BenchAuth, workers: int, log_path: Path, cwd: Path
 ) -> Iterator[Service]:
     """Start the service on a free loopback port; stop it by pid however the block ends."""
-    port, more = free_port(), ["--workers", str(workers)]
+    port = free_port()
+    serve = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
     env = os.environ | auth.environment()
     env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": app_url}
@@ -73,7 +74,7 @@ def running_service(
     with log_path.open("wb") as log_file:  # its access log, one file per workload
         # A session of its own: the bench, not a terminal's Ctrl-C, decides how it stops.
         proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments
-            [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port), *more],
+            [sys.executable, "-m", "api.cli", *serve],
             env=env,
             cwd=cwd,
             stdout=log_file,
