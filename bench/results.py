@@ -36,9 +36,8 @@ def latency_from_ns(samples: list[int]) -> Latency | None:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadResult:
-    """One load-generator run against the service."""
+    """One wrk run against the service."""
 
-    generator: str
     requests: int
     seconds: float
     non_2xx: int
@@ -63,7 +62,7 @@ class PgbenchResult:
     tps: float
     failed: int
     latency: Latency | None
-    db_cpu_ms_per_tx: float | None
+    db_cpu_ms_per_tx: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,11 +71,9 @@ class Usage:
 
     server_cpu_s: float
     db_cpu_s: float | None
-    worker_cpu_s: dict[str, float] = field(default_factory=dict)
-    """Per worker pid: CPU seconds. A lopsided split means one worker accepted most connections."""
+    worker_cpu_s: dict[str, float] = field(default_factory=dict)  # by pid, as a string for JSON
     machine_busy_pct: float
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
-    """Per worker pid (as a string, for JSON): the largest VmRSS sampled during the run."""
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # the largest RSS sampled, by pid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,18 +82,17 @@ class Cell:
 
     workload: str
     connections: int
+    tasks: int  # ordinary tasks in the table when measured (a growth run measures two sizes)
     service: LoadResult | None = None
     usage: Usage | None = None
     pgbench: PgbenchResult | None = None
+    background: LoadResult | None = None  # the heavy user's searches meanwhile (head-of-line)
     note: str | None = None
-    slow: LoadResult | None = None
-    """Head-of-line only: the heavy user's slow searches, sent meanwhile (`service` is the rest)."""
-    slow_connections: int = 0
 
     @property
     def errors(self) -> int | None:
         """Failed responses of every load generator in the cell (None: nothing was sent)."""
-        runs = [run for run in (self.service, self.slow) if run is not None]
+        runs = [run for run in (self.service, self.background) if run is not None]
         return sum(run.errors for run in runs) if runs else None
 
     @property
@@ -105,27 +101,24 @@ class Cell:
             return None
         return self.service.rps / self.pgbench.tps
 
+    def _per_request(self, seconds: float | None) -> float | None:
+        if self.service is None or not self.service.requests or seconds is None:
+            return None
+        return 1000 * seconds / self.service.requests
+
     @property
     def server_cpu_ms_per_request(self) -> float | None:
-        if self.service is None or self.usage is None or self.service.requests == 0:
-            return None
-        return 1000 * self.usage.server_cpu_s / self.service.requests
+        return self._per_request(self.usage.server_cpu_s if self.usage else None)
 
     @property
     def db_cpu_ms_per_request(self) -> float | None:
-        if self.service is None or self.usage is None or self.usage.db_cpu_s is None:
-            return None
-        if self.service.requests == 0:
-            return None
-        return 1000 * self.usage.db_cpu_s / self.service.requests
+        return self._per_request(self.usage.db_cpu_s if self.usage else None)
 
     @property
     def worker_split(self) -> list[float] | None:
         """Each worker's share of the workers' CPU time, in percent, largest first."""
-        if self.usage is None or not self.usage.worker_cpu_s:
-            return None
-        total = sum(self.usage.worker_cpu_s.values())
-        if total <= 0:
+        total = sum(self.usage.worker_cpu_s.values()) if self.usage else 0
+        if self.usage is None or total <= 0:
             return None
         return sorted((100 * s / total for s in self.usage.worker_cpu_s.values()), reverse=True)
 
@@ -134,3 +127,9 @@ class Cell:
         if self.usage is None or not self.usage.peak_rss_mb:
             return None
         return max(self.usage.peak_rss_mb.values())
+
+
+def find(cells: list[Cell], workload: str, connections: int | None = None) -> Cell | None:
+    """The workload's cell at `connections`, or at the fewest connections measured."""
+    chosen = [c for c in cells if c.workload == workload and connections in (None, c.connections)]
+    return min(chosen, key=lambda c: c.connections, default=None)

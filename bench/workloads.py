@@ -1,40 +1,68 @@
-"""The workloads of issue 4 and the HTTP requests each sends (SQL: bench/statements.py)."""
+"""The workloads and the HTTP request each kind sends (their SQL: bench/pgbench.py)."""
 
 import json
-import random
-from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Literal
 
-from bench.server import Features
-
-Kind = Literal["list", "get", "create", "toggle", "search", "slow_search"]
+Kind = Literal["list", "get", "create", "toggle", "search", "heavy_search"]
+Mix = tuple[tuple[Kind, int], ...]
+"""Request kinds and their weights."""
 
 LIST_LIMIT = 20
-HEAD_OF_LINE = "head-of-line"
 SEARCH_WORD = "milk"
-SLOW_SEARCH_WORD = "dentist"
-"""In no generated title or description, so no page fills early: the heavy user's search has to
-look at its rows until none is left (docs/PERFORMANCE.md says what that costs)."""
+HEAVY_USER = "heavy"
+"""One user with many tasks (`--heavy-user-tasks`); not a number, so no ordinary pair is it."""
+HEAVY_WORD = "dentist"
+"""In exactly HEAVY_MATCHES of the heavy user's titles and in no other row (bench/dataset.py)."""
+HEAVY_MATCHES = 20
 CREATE_BODY = {"title": "bench task", "due_date": "2026-12-31"}
+TASKS = "/api/{user}/tasks"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str  # A path with `{user}` and `{task}` placeholders, filled by the wrk script
+    body: str | None = None
+
+
+ROUTES: dict[Kind, Route] = {
+    "list": Route("GET", f"{TASKS}?status=pending&limit={LIST_LIMIT}"),
+    "get": Route("GET", TASKS + "/{task}"),
+    "create": Route("POST", TASKS, json.dumps(CREATE_BODY, separators=(",", ":"))),
+    "toggle": Route("PATCH", TASKS + "/{task}/complete"),
+    "search": Route("GET", f"{TASKS}?q={SEARCH_WORD}&limit={LIST_LIMIT}"),
+    "heavy_search": Route("GET", f"{TASKS}?q={HEAVY_WORD}&limit={LIST_LIMIT}"),
+}
+HEAVY_KINDS = {"heavy_search"}
+"""Kinds sent as HEAVY_USER rather than as a sampled ordinary user."""
+WRITE_KINDS = {"create", "toggle"}
 
 
 @dataclass(frozen=True)
 class Workload:
     name: str
-    mix: tuple[tuple[Kind, int], ...]
-    """Request kinds and their weights, over the ordinary users."""
-    slow_mix: tuple[tuple[Kind, int], ...] = ()
-    """Sent at the same time by a few more connections as the heavy user (head-of-line only)."""
+    mix: Mix  # what the cell measures
+    background: Kind | None = None
+    """Sent meanwhile on `--heavy-connections` more connections, service and pgbench alike."""
+    connections: tuple[int, ...] = ()
+    """Only these of the configured connection counts (all of them when none is configured)."""
 
     @property
-    def kinds(self) -> tuple[Kind, ...]:
-        return tuple(kind for kind, _ in self.mix + self.slow_mix)
+    def kinds(self) -> set[Kind]:
+        return {kind for kind, _ in self.mix} | ({self.background} if self.background else set())
 
-    def slow_part(self) -> "Workload":
-        """The slow requests as a workload of their own, for a load generator of their own."""
-        return Workload(self.name + "-slow", self.slow_mix)
+    @property
+    def needs_heavy_user(self) -> bool:
+        return bool(self.kinds & HEAVY_KINDS)
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.kinds & WRITE_KINDS)
+
+    def counts(self, configured: tuple[int, ...]) -> tuple[int, ...]:
+        chosen = tuple(c for c in configured if c in self.connections)
+        return chosen or configured
 
 
 # Reads first: the write workloads add and flip rows, and the reads should see the loaded data.
@@ -42,81 +70,13 @@ WORKLOADS = (
     Workload("list", (("list", 1),)),
     Workload("get", (("get", 1),)),
     Workload("search", (("search", 1),)),
-    # Other users' lists while the heavy user's slow searches run (issue 4's head-of-line target).
-    Workload(HEAD_OF_LINE, (("list", 1),), slow_mix=(("slow_search", 1),)),
+    # One user's search among 200,000 tasks for a word in 20 of them: cost should follow matches.
+    Workload("heavy-search", (("heavy_search", 1),), connections=(1, 16)),
+    # Other users' lists while the heavy user searches: compare with `list` alone.
+    Workload("head-of-line", (("list", 1),), background="heavy_search", connections=(16,)),
     Workload("create", (("create", 1),)),
     Workload("toggle", (("toggle", 1),)),
     # 80% reads, 20% writes.
     Workload("mixed", (("list", 40), ("get", 40), ("create", 10), ("toggle", 10))),
 )
-
-
-def unavailable(workload: Workload, features: Features) -> str | None:
-    """Why the service cannot run this workload yet, or None when it can."""
-    searches = {"search", "slow_search"} & set(workload.kinds)
-    if searches and not features.search:
-        return "not available: GET /api/{user_id}/tasks has no `q` parameter in /openapi.json"
-    return None
-
-
-def list_query(features: Features) -> str:
-    # The issue asks for the 20 newest pending tasks; `limit` is passed once the API has it.
-    return "status=pending" + (f"&limit={LIST_LIMIT}" if features.limit else "")
-
-
-def search_query(features: Features, word: str = SEARCH_WORD) -> str:
-    return f"q={word}" + (f"&limit={LIST_LIMIT}" if features.limit else "")
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    template: str
-    """A path with `{user}` and `{task}` placeholders (the Lua script fills them the same way)."""
-    body: bytes | None = None
-
-
-def routes(features: Features) -> dict[Kind, Route]:
-    tasks = "/api/{user}/tasks"
-    return {
-        "list": Route("GET", tasks + "?" + list_query(features)),
-        "get": Route("GET", tasks + "/{task}"),
-        "create": Route("POST", tasks, json.dumps(CREATE_BODY, separators=(",", ":")).encode()),
-        "toggle": Route("PATCH", tasks + "/{task}/complete"),
-        "search": Route("GET", tasks + "?" + search_query(features)),
-        "slow_search": Route("GET", tasks + "?" + search_query(features, SLOW_SEARCH_WORD)),
-    }
-
-
-@dataclass(frozen=True)
-class RequestPlan:
-    """Everything a load generator needs to send one workload's requests."""
-
-    workload: Workload
-    routes: dict[Kind, Route]
-    pairs: list[tuple[str, int]]
-    """Real (user_id, task id) pairs sampled from the database."""
-    tokens: dict[str, str]
-    """A bearer token per sampled user; empty when the service does not ask for one."""
-
-    def chooser(self, seed: int) -> "RequestChooser":
-        return RequestChooser(self, random.Random(seed))  # noqa: S311 -- load, not secrets
-
-
-class RequestChooser:
-    """Draws the next request: a kind by weight, then a random real (user, task) pair."""
-
-    def __init__(self, plan: RequestPlan, rng: random.Random) -> None:
-        self._plan = plan
-        self._rng = rng
-        self._kinds = plan.workload.kinds
-        self._cumulative = list(accumulate(weight for _, weight in plan.workload.mix))
-
-    def next(self) -> tuple[Route, str, str | None]:
-        """The route, the concrete path and the bearer token (if any) of the next request."""
-        pick = self._rng.random() * self._cumulative[-1]
-        kind = self._kinds[bisect_left(self._cumulative, pick)]
-        user, task = self._rng.choice(self._plan.pairs)
-        route = self._plan.routes[kind]
-        path = route.template.replace("{user}", user).replace("{task}", str(task))
-        return route, path, self._plan.tokens.get(user)
+NAMES = tuple(workload.name for workload in WORKLOADS)

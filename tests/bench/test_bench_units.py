@@ -1,25 +1,55 @@
-"""The benchmark's pure parts: percentiles, output parsing, plans and verdicts. No database."""
+"""The benchmark's pure parts: percentiles, wrk and pgbench output, scripts, tokens, verdicts,
+options; and two wrk processes at once against a loopback server (when wrk is installed)."""
 
-from collections import Counter
+import shlex
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import jwt
+import pytest
 
-from bench import pgbench, report, wrk
-from bench.auth import AUDIENCE, ISSUER, BenchAuth
+from bench import pgbench, wrk
+from bench.cli import config_from, parser
+from bench.dataset import Rows, generate_sql, growth_batches
 from bench.results import Cell, Latency, LoadResult, PgbenchResult, percentile
-from bench.server import Features, features_of
-from bench.statements import create_sql, inline, pgbench_script, toggle_sql
+from bench.service import AUDIENCE, ISSUER, BenchAuth
 from bench.targets import evaluate
-from bench.workloads import WORKLOADS, RequestPlan, routes
+from bench.workloads import HEAVY_USER, HEAVY_WORD, WORKLOADS
 
-NO_FEATURES = Features(limit=False, search=False, auth=False)
-ALL_FEATURES = Features(limit=True, search=True, auth=True)
+PAIRS = [("7", 7), ("8", 8)]
+TOKENS = {"7": "token-of-7", "8": "token-of-8", HEAVY_USER: "token-of-heavy"}
 
 
-def _plan(name: str, features: Features = NO_FEATURES) -> RequestPlan:
-    workload = next(w for w in WORKLOADS if w.name == name)
-    return RequestPlan(workload, routes(features), [("7", 7), ("8", 8)], {"7": "token-of-7"})
+def _mix(name: str) -> Any:
+    return next(w for w in WORKLOADS if w.name == name).mix
+
+
+def _latency(p50: float, p99: float) -> Latency:
+    return Latency(p50_ms=p50, p99_ms=p99, p999_ms=p99, max_ms=p99)
+
+
+def _cell(workload: str, *, rps: float, p99: float, tps: float = 1000, **fields: Any) -> Cell:
+    connections = fields.pop("connections", 16)
+    return Cell(
+        workload=workload,
+        connections=connections,
+        tasks=fields.pop("tasks", 1000),
+        service=LoadResult(
+            requests=int(rps), seconds=1, non_2xx=0, socket_errors=0, latency=_latency(1, p99)
+        ),
+        pgbench=PgbenchResult(
+            transactions=int(tps), seconds=1, tps=tps, failed=0, latency=_latency(0.5, 2)
+        ),
+        **fields,
+    )
+
+
+def _verdicts(cells: list[Cell], growth: bool = False) -> dict[str, Any]:
+    return {v.target: v for v in evaluate(cells, growth=growth)}
 
 
 def test_percentiles_are_nearest_rank() -> None:
@@ -28,98 +58,6 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile(values, 99) == 990
     assert percentile(values, 99.9) == 999
     assert percentile([5], 99.9) == 5
-
-
-def test_features_come_from_the_list_endpoints_parameters_and_security() -> None:
-    openapi = {
-        "paths": {
-            "/api/{user_id}/tasks": {
-                "get": {
-                    "parameters": [
-                        {"name": "user_id", "in": "path"},
-                        {"name": "limit", "in": "query"},
-                    ]
-                }
-            }
-        }
-    }
-    assert features_of(openapi) == Features(limit=True, search=False, auth=False)
-    assert features_of({}) == NO_FEATURES
-
-
-def test_the_list_request_asks_for_20_only_when_the_api_takes_a_limit() -> None:
-    assert routes(NO_FEATURES)["list"].template == "/api/{user}/tasks?status=pending"
-    assert routes(ALL_FEATURES)["list"].template.endswith("status=pending&limit=20")
-
-
-def test_the_mixed_workload_is_80_percent_reads() -> None:
-    chooser = _plan("mixed").chooser(seed=1)
-    methods = Counter(chooser.next()[0].method for _ in range(20_000))
-    assert 0.78 < methods["GET"] / 20_000 < 0.82
-
-
-def test_requests_use_the_sampled_pairs() -> None:
-    route, path, token = _plan("toggle").chooser(seed=1).next()
-    assert route.method == "PATCH"
-    assert (path, token) in {
-        ("/api/7/tasks/7/complete", "token-of-7"),
-        ("/api/8/tasks/8/complete", None),
-    }
-
-
-def test_pgbench_list_script_is_the_services_statement_with_its_page_size() -> None:
-    script = pgbench_script("list", ALL_FEATURES, row_security=False)
-    assert script is not None
-    assert "FROM task_list_v WHERE user_id = :user_id AND NOT completed" in script
-    # One row more than the page of 20: the service looks ahead for a next page.
-    assert "\\set limit 21" in script
-    assert script.rstrip().endswith("LIMIT :limit;")
-
-
-def test_under_row_security_pgbench_names_the_user_in_the_same_pipeline() -> None:
-    script = pgbench_script("get", NO_FEATURES, row_security=True)
-    assert script is not None
-    lines = script.splitlines()
-    pipeline = lines[lines.index("\\startpipeline") : lines.index("\\endpipeline")]
-    assert pipeline[1].startswith("SELECT set_config('app.user_id', :user_id, true)")
-    assert "set_config('statement_timeout', '5000ms', true)" in pipeline[1]
-    assert "FROM task_list_v WHERE user_id = :user_id AND id = :task_id" in pipeline[2]
-
-
-def test_search_runs_the_list_statement_with_the_word_as_a_literal_pattern() -> None:
-    script = pgbench_script("search", ALL_FEATURES, row_security=False)
-    assert script is not None
-    assert "ILIKE '%milk%'" in script
-    assert pgbench_script("search", NO_FEATURES, row_security=False) is None
-
-
-def test_string_binds_become_literals_and_casts_stay() -> None:
-    sql = "SELECT :a, :ab::text, x::int FROM t WHERE y = :a"
-    assert (
-        inline(sql, {"a": "it's"}) == "SELECT 'it''s', :ab::text, x::int FROM t WHERE y = 'it''s'"
-    )
-
-
-def test_the_lua_script_sends_each_users_token() -> None:
-    script = wrk.lua_script(_plan("get"), max_requests=1, seed=1)
-    assert '["7"] = "token-of-7"' in script
-    assert 'headers["Authorization"] = "Bearer " .. token' in script
-
-
-def test_bench_tokens_are_hs256_jwts_for_the_user() -> None:
-    auth = BenchAuth(secret="s" * 48)
-    claims = jwt.decode(
-        auth.token("42"), auth.secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER
-    )
-    assert claims["sub"] == "42"
-
-
-def test_the_lua_script_embeds_pairs_routes_and_the_request_cap() -> None:
-    script = wrk.lua_script(_plan("mixed"), max_requests=123, seed=9)
-    assert '{"7", 7}' in script
-    assert '"/api/{user}/tasks/{task}/complete"' in script
-    assert "local max_requests = 123" in script
-    assert "upto = 100" in script
 
 
 def test_wrk_results_count_http_and_socket_errors_apart() -> None:
@@ -134,10 +72,24 @@ def test_wrk_results_count_http_and_socket_errors_apart() -> None:
     assert result.latency == Latency(p50_ms=1.5, p99_ms=9, p999_ms=12, max_ms=15)
 
 
-def test_pgbench_latencies_come_from_its_transaction_log(tmp_path: Path) -> None:
-    (tmp_path / "pgbench_log.123").write_text("0 1 250 0 1700000000 1\n0 2 failed 0 1 2\n")
-    (tmp_path / "pgbench_log.123.1").write_text("1 1 750 0 1700000000 3\n")
-    assert sorted(pgbench.read_latencies(tmp_path)) == [250_000, 750_000]
+def test_wrk_output_without_a_result_line_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="no result line"):
+        wrk.parse_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_the_lua_script_embeds_pairs_routes_weights_and_tokens() -> None:
+    script = wrk.lua_script(_mix("mixed"), PAIRS, TOKENS, seed=9)
+    assert '{"7", 7}' in script
+    assert '["7"] = "token-of-7"' in script
+    assert '"/api/{user}/tasks/{task}/complete"' in script
+    assert "upto = 100" in script
+    assert '"Bearer " .. tokens[user]' in script
+
+
+def test_the_heavy_search_is_sent_as_the_heavy_user() -> None:
+    script = wrk.lua_script(_mix("heavy-search"), PAIRS, TOKENS, seed=1)
+    assert f'user = "{HEAVY_USER}"' in script
+    assert f"q={HEAVY_WORD}&limit=20" in script
 
 
 def test_pgbench_summary_gives_tps_and_failures() -> None:
@@ -148,56 +100,184 @@ def test_pgbench_summary_gives_tps_and_failures() -> None:
     )
     result = pgbench.parse(stdout, [1_000_000], seconds=2)
     assert (result.transactions, result.failed, result.tps) == (5000, 2, 2500.123456)
+    assert result.latency == _latency(1, 1)
 
 
-def test_the_doc_block_is_replaced_and_the_text_around_it_kept() -> None:
-    document = f"# Performance\n\nintro\n\n{report.BEGIN}\nold\n{report.END}\n\nnotes\n"
-    updated = report.replace_block(document, f"{report.BEGIN}\nnew\n{report.END}")
-    assert "intro" in updated
-    assert "notes" in updated
-    assert "new" in updated
-    assert "old" not in updated
+def test_pgbench_latencies_come_from_its_transaction_log(tmp_path: Path) -> None:
+    (tmp_path / "pgbench_log.123").write_text("0 1 250 0 1700000000 1\n0 2 failed 0 1 2\n")
+    (tmp_path / "pgbench_log.123.1").write_text("1 1 750 0 1700000000 3\n")
+    assert sorted(pgbench.read_latencies(tmp_path)) == [250_000, 750_000]
 
 
-def _cell(workload: str, rps: float, tps: float, p99_ms: float) -> Cell:
-    latency = Latency(p50_ms=1, p99_ms=p99_ms, p999_ms=p99_ms, max_ms=p99_ms)
-    return Cell(
-        workload=workload,
-        connections=16,
-        service=LoadResult(
-            generator="wrk",
-            requests=int(rps),
-            seconds=1,
-            non_2xx=0,
-            socket_errors=0,
-            latency=latency,
-        ),
-        pgbench=PgbenchResult(
-            transactions=int(tps),
-            seconds=1,
-            tps=tps,
-            failed=0,
-            latency=latency,
-            db_cpu_ms_per_tx=None,
-        ),
-    )
+def test_pgbench_names_the_user_and_runs_the_list_in_one_pipeline() -> None:
+    lines = pgbench.script("list").splitlines()
+    assert "\\set limit 21" in lines  # one row more than the page: the service looks ahead
+    pipeline = lines[lines.index("\\startpipeline") + 1 : lines.index("\\endpipeline")]
+    assert pipeline[0].startswith("SELECT set_config('app.user_id', :user_id, true)")
+    assert "set_config('statement_timeout', '5000ms', true)" in pipeline[0]
+    assert "FROM task_list_v WHERE user_id = :user_id AND NOT completed" in pipeline[1]
+    assert pipeline[1].endswith("LIMIT :limit;")
 
 
-def test_verdicts_say_met_or_by_how_much_not() -> None:
-    verdicts = {v.target: v for v in evaluate([_cell("list", 200, 1000, 12)])}
-    ratio = verdicts["`list` rate / pgbench rate, 16 connections"]
-    p99 = verdicts["`list` p99, 16 connections"]
-    assert ratio.status == "met"
-    assert p99.status == "not met (2.0x over)"
-    assert verdicts["`get` p99, 16 connections"].status == "not measured"
+def test_pgbench_searches_with_the_word_as_a_literal_pattern() -> None:
+    assert "ILIKE '%milk%'" in pgbench.script("search")
+    heavy = pgbench.script("heavy_search")
+    assert f"ILIKE '%{HEAVY_WORD}%'" in heavy
+    assert f"set_config('app.user_id', '{HEAVY_USER}', true)" in heavy
+    assert f"user_id = '{HEAVY_USER}'" in heavy
+    assert ":user_id" not in heavy
 
 
 def test_pgbench_writes_are_the_handlers_own_statements_with_pgbench_variables() -> None:
-    create, toggle = create_sql(), toggle_sql()
-
-    assert create.startswith("WITH next_id AS \n(INSERT INTO task_counters (user_id, last_id)")
+    create, toggle = pgbench.create_sql(), pgbench.toggle_sql()
     assert "INSERT INTO tasks (user_id, id, title," in create
     assert "VALUES (:user_id, (SELECT next_id.last_id \nFROM next_id), 'bench task', NULL" in create
     assert toggle.startswith("UPDATE tasks SET completed=NOT tasks.completed")
     assert "WHERE tasks.user_id = :user_id AND tasks.id = :task_id RETURNING" in toggle
     assert "%(" not in create + toggle
+
+
+def test_string_binds_become_literals_and_casts_stay() -> None:
+    sql = "SELECT :a, :ab::text, x::int FROM t WHERE y = :a"
+    inlined = pgbench.inline(sql, {"a": "it's"})
+    assert inlined == "SELECT 'it''s', :ab::text, x::int FROM t WHERE y = 'it''s'"
+
+
+def test_bench_tokens_are_hs256_jwts_for_the_user() -> None:
+    auth = BenchAuth(secret="s" * 48)
+    token = auth.token("42")
+    claims = jwt.decode(token, auth.secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER)
+    assert claims["sub"] == "42"
+
+
+def test_growth_appends_every_missing_row_once_with_the_loaded_spacing() -> None:
+    batches = growth_batches(1_000, 3_500, batch=1_000)
+    assert [(b.first, b.last) for b in batches] == [(1_001, 2_000), (2_001, 3_000), (3_001, 3_500)]
+    assert {(b.scale, b.owner, b.id_offset) for b in batches} == {(1_000, None, 0)}
+
+
+def test_the_heavy_word_is_in_no_generated_vocabulary() -> None:
+    sql = generate_sql(Rows(first=1, last=1, scale=1))
+    assert HEAVY_WORD not in sql
+    assert "CAST(:owner AS text)" in generate_sql(Rows(first=1, last=1, scale=1, owner="x"))
+
+
+def test_workloads_run_at_their_own_connection_counts_when_configured() -> None:
+    by_name = {w.name: w for w in WORKLOADS}
+    assert by_name["head-of-line"].counts((1, 16, 64)) == (16,)
+    assert by_name["heavy-search"].counts((1, 16, 64)) == (1, 16)
+    assert by_name["head-of-line"].counts((2,)) == (2,)
+    assert by_name["list"].counts((1, 16, 64)) == (1, 16, 64)
+    assert by_name["head-of-line"].needs_heavy_user
+    assert by_name["mixed"].writes
+
+
+def test_ratio_and_p99_verdicts_say_met_or_by_how_much_not() -> None:
+    verdicts = _verdicts([_cell("list", rps=200, tps=1000, p99=12)])
+    assert verdicts["`list` rate / pgbench rate, 16 connections"].status == "met"
+    assert verdicts["`list` p99, 16 connections"].status == "not met (2.0x over)"
+    assert verdicts["`get` p99, 16 connections"].status == "not measured"
+
+
+def test_head_of_line_compares_lists_during_the_searches_with_lists_alone() -> None:
+    searches = LoadResult(requests=5, seconds=1, non_2xx=0, socket_errors=0, latency=None)
+    alone = _cell("list", rps=900, p99=10)
+    label = "other users' `list` p99 while the heavy user searches / `list` alone"
+    for p99, status in ((19, "met"), (25, "not met")):
+        during = _cell("head-of-line", rps=800, p99=p99, background=searches)
+        assert _verdicts([alone, during])[label].status == status
+    without_searches = _cell("head-of-line", rps=800, p99=12)
+    assert _verdicts([alone, without_searches])[label].status == "not measured"
+
+
+def test_heavy_search_is_judged_on_pgbench_p50_at_the_fewest_connections() -> None:
+    cells = [_cell("heavy-search", rps=100, p99=5, connections=c) for c in (16, 1)]
+    verdict = _verdicts(cells)[
+        "`heavy-search` p50 in PostgreSQL (pgbench, fewest connections measured)"
+    ]
+    assert (verdict.measured, verdict.status) == ("0.50 ms", "met")
+
+
+def test_growth_compares_p50_and_p99_of_list_and_get_at_two_sizes() -> None:
+    cells = [
+        _cell("list", rps=1, p99=40, tasks=1_000),
+        _cell("list", rps=1, p99=80, tasks=10_000),
+        _cell("get", rps=1, p99=20, tasks=1_000),
+        _cell("get", rps=1, p99=20, tasks=10_000),
+    ]
+    verdicts = _verdicts(cells, growth=True)
+    p99 = verdicts["`list` p99 at the grown size / at 1,000"]
+    assert (p99.measured, p99.status) == ("2.00x (40.00 -> 80.00 ms)", "not met")
+    assert verdicts["`get` p99 at the grown size / at 1,000"].status == "met"
+    assert {v.status for v in evaluate(cells[::2], growth=True)} == {"not measured"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--growth", "--workloads", "create"],
+        ["--growth", "--heavy-user-tasks", "10"],
+        ["--growth", "--growth-tasks", "1000"],
+        ["--heavy-connections", "0"],
+        ["--workloads", "nosuch"],
+    ],
+)
+def test_options_that_cannot_be_honoured_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        config_from(parser().parse_args(argv), argv)
+
+
+def test_the_options_the_docs_use_are_accepted() -> None:
+    argv = shlex.split(
+        "--tasks 100000 --users 1000 --duration 10 --warmup 2 --connections 16 --workloads list,get"
+        " --workers 2 --no-doc --no-install --json run.json"
+    )
+    chosen = config_from(parser().parse_args(argv), argv)
+    assert (chosen.tasks, chosen.connections, chosen.workloads) == (100_000, (16,), ("list", "get"))
+    assert (chosen.report_path, chosen.install_wrk, chosen.json_path) == (
+        None,
+        False,
+        Path("run.json"),
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.headers.get("Authorization") else 401)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_two_wrk_processes_run_at_once_with_tokens(loopback_url: str, tmp_path: Path) -> None:
+    loads = []
+    for name, connections in (("list", 2), ("heavy-search", 1)):
+        script = tmp_path / f"{name}.lua"
+        script.write_text(wrk.lua_script(_mix(name), PAIRS, TOKENS, seed=1))
+        loads.append((script, connections))
+    binary = shutil.which("wrk")
+    assert binary is not None
+    ordinary, heavy = wrk.run(binary, loads, url=loopback_url, seconds=1)
+    assert ordinary.requests > 0
+    assert heavy.requests > 0
+    assert ordinary.errors == heavy.errors == 0

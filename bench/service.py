@@ -1,0 +1,127 @@
+"""The service under test, started as production starts it: `taskapi serve --workers N`, as the
+service's own role, with bearer tokens (HS256, a secret made for the run) on every request."""
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+import psutil
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 15.0
+ISSUER = "taskapi-bench"
+AUDIENCE = "taskapi"
+TOKEN_LIFETIME_SECONDS = 2 * 60 * 60
+
+
+@dataclass(frozen=True)
+class BenchAuth:
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+
+    def environment(self) -> dict[str, str]:
+        settings = {"AUTH_MODE": "secret", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
+        return settings | {"AUTH_JWT_SECRET": self.secret}
+
+    def token(self, user_id: str) -> str:
+        now = int(time.time())
+        claims = {"sub": user_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now}
+        claims["exp"] = now + TOKEN_LIFETIME_SECONDS
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def tokens(self, users: Iterable[str]) -> dict[str, str]:
+        return {user: self.token(user) for user in set(users)}
+
+
+@dataclass(frozen=True)
+class Service:
+    pid: int
+    url: str
+    workers: list[int]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_service(
+    *, app_url: str, owner_url: str, auth: BenchAuth, workers: int, log_path: Path, cwd: Path
+) -> Iterator[Service]:
+    """Start the service on a free loopback port; stop it by pid however the block ends."""
+    port = free_port()
+    serve = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
+    env = os.environ | auth.environment()
+    env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": app_url}
+    env |= {"MIGRATION_DATABASE_URL": owner_url}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:  # its access log, one file per workload
+        # A session of its own: the bench, not a terminal's Ctrl-C, decides how it stops.
+        proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments
+            [sys.executable, "-m", "api.cli", *serve],
+            env=env,
+            cwd=cwd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://{HOST}:{port}"
+        _wait_ready(proc, url + "/readyz", log_path)
+        yield Service(proc.pid, url, _workers(proc.pid))
+    finally:
+        stop(proc)
+
+
+def _workers(master: int) -> list[int]:
+    # The master's children, less multiprocessing's resource tracker. One worker: the master.
+    children = psutil.Process(master).children()
+    workers = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
+    return workers or [master]
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service exited with {proc.returncode}; see {log_path}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310
+            if answer.status == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the service was not ready in {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the master (it stops its workers), then SIGKILL whatever is left, by pid."""
+    family: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        family = psutil.Process(proc.pid).children(recursive=True)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            log.warning("the service (pid %s) ignored SIGTERM; killing it", proc.pid)
+            proc.kill()
+            proc.wait()
+    for process in family:
+        # psutil refuses to signal a pid the kernel has since given to another process.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
