@@ -1,11 +1,12 @@
-"""The query side's pool (db/reads.py): one pipelined round trip per read, scoped to the caller,
+"""The query side's pool (db/reads.py): one message per read, scoped to the caller,
 under the read timeouts, and unbothered by connections the server has closed."""
 
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -14,6 +15,9 @@ from sqlalchemy import Engine, text
 from api.settings import Settings
 from db import reads
 from db.reads import ReadPool
+from queries import tasks as queries
+from queries.tasks import DueBound, Position, TaskFilters, TaskRow
+from tests.readers import ConnectionReader
 
 T = TypeVar("T")
 
@@ -132,3 +136,114 @@ def test_compiled_statements_are_kept_up_to_a_bound() -> None:
     for n in range(reads.COMPILED_STATEMENTS + 50):
         assert reads.psycopg_sql(text(f"SELECT {n} WHERE :x")) == f"SELECT {n} WHERE %(x)s"
     assert len(reads._COMPILED) == reads.COMPILED_STATEMENTS
+
+
+SHAPES_USER = "reads-shapes"
+SEED = text(
+    """
+    INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date, due_at,
+                       priority, tags)
+    SELECT :user, n, 'task ' || n || CASE WHEN n % 3 = 0 THEN ' 100% _done_ \\' ELSE '' END,
+           CASE WHEN n % 2 = 0 THEN 'note ' || n END,
+           n % 4 = 0, CASE WHEN n % 4 = 0 THEN now() END,
+           CASE WHEN n % 5 = 0 THEN DATE '2026-06-01' + n END,
+           CASE WHEN n % 7 = 0 AND n % 5 <> 0
+                THEN TIMESTAMPTZ '2026-06-01 12:00+00' + n * interval '1 hour' END,
+           1 + n % 3, ARRAY['t' || n % 4, 'u' || n % 2]
+    FROM generate_series(1, 60) AS n
+    """
+)
+NOW = datetime(2026, 6, 20, 12, tzinfo=UTC)
+BOUND = DueBound(day=date(2026, 6, 20), at=NOW)
+
+
+@pytest.fixture
+def committed_shapes(engine: Engine) -> Iterator[str]:
+    """Tasks of every kind, committed so that the pool's own connections see them."""
+    with engine.begin() as conn:
+        conn.execute(SEED, {"user": SHAPES_USER})
+    try:
+        yield SHAPES_USER
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM tasks WHERE user_id = :user"), {"user": SHAPES_USER})
+
+
+def shapes() -> list[dict[str, Any]]:
+    filters = [
+        TaskFilters(),
+        TaskFilters(terms=("task",)),
+        TaskFilters(terms=("100%", "_done_")),
+        TaskFilters(terms=("\\",)),
+        TaskFilters(tags=("t1", "u1"), tag_mode="any"),
+        TaskFilters(tags=("t2", "u0"), tag_mode="all"),
+        TaskFilters(priorities=frozenset({1, 3})),
+        TaskFilters(due_before=BOUND, due_after=DueBound(day=date(2026, 6, 1), at=NOW)),
+        TaskFilters(overdue=True, as_of=BOUND),
+        TaskFilters(has_due=False),
+        TaskFilters(updated_after=NOW - timedelta(days=3650)),
+    ]
+    return [
+        {"status": status, "sort": sort, "order": order, "filters": f, "limit": 7, "after": after}
+        for f in filters
+        for status, sort, order, after in [
+            ("all", "created", None, None),
+            ("pending", "title", "desc", None),
+            ("completed", "due_date", "asc", None),
+            ("all", "priority", None, Position(key="2", id=30)),
+        ]
+    ]
+
+
+def test_every_list_shape_reads_the_same_through_the_pool_as_in_sql(
+    committed_shapes: str, app_engine: Engine, one_connection: Settings
+) -> None:
+    async def through_pool(pool: ReadPool) -> list[list[TaskRow]]:
+        reader = pool.as_user(committed_shapes)
+        return [await queries.list_tasks(reader, user_id=committed_shapes, **s) for s in shapes()]
+
+    async def through_sqlalchemy() -> list[list[TaskRow]]:
+        with app_engine.connect() as conn:
+            reader = ConnectionReader(conn, committed_shapes, app_role=False)
+            return [
+                await queries.list_tasks(reader, user_id=committed_shapes, **s) for s in shapes()
+            ]
+
+    expected = asyncio.run(through_sqlalchemy())
+    assert sum(map(len, expected)) > 100  # the shapes find rows, most of them
+    assert with_pool(one_connection, through_pool) == expected
+    unprepared = one_connection.model_copy(update={"prepared_statements": False})
+    assert with_pool(unprepared, through_pool) == expected
+
+
+PREPARED = text("SELECT count(*) FROM pg_prepared_statements")
+
+
+def test_a_connection_keeps_a_bounded_number_of_prepared_statements(
+    one_connection: Settings,
+) -> None:
+    async def many_shapes(pool: ReadPool) -> tuple[list[int], int]:
+        answers = [
+            (await pool.fetch("alice", text(f"SELECT {n} + :x"), {"x": 1}))[0][0]
+            for n in range(reads.PREPARED_PER_CONNECTION + 20)
+        ]
+        ((kept,),) = await pool.fetch("alice", PREPARED, {})
+        return answers, int(kept)
+
+    answers, kept = with_pool(one_connection, many_shapes)
+    assert answers == [n + 1 for n in range(reads.PREPARED_PER_CONNECTION + 20)]
+    assert 0 < kept <= reads.PREPARED_PER_CONNECTION
+
+
+def test_a_statement_prepared_behind_the_pools_back_is_prepared_anew(
+    one_connection: Settings,
+) -> None:
+    statement = text("SELECT :x || ' from the real statement'")
+
+    async def collide(pool: ReadPool) -> list[tuple[object, ...]]:
+        name = reads.compiled_read(statement).name
+        async with pool.connection() as conn:
+            await conn.execute(f"PREPARE {name} AS SELECT 'a stale statement'")
+        return await pool.fetch("alice", statement, {"x": "an answer"})
+
+    assert with_pool(one_connection, collide) == [("an answer from the real statement",)]
