@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import TextClause, text
 
-from db.models import DUE_ASC_KEY, DUE_DESC_KEY, SEARCH_TEXT
+from db.models import DUE_ASC_KEY, DUE_DESC_KEY
 from db.reads import Reader
 
 Status = Literal["all", "pending", "completed"]
@@ -104,10 +104,44 @@ _TAG_FILTERS: dict[TagMode, str] = {
     "any": " AND tags && CAST(:tags AS text[])",
     "all": " AND tags @> CAST(:tags AS text[])",
 }
-# One ILIKE per term, each served by the trigram index on the same expression.
+# What `q=` matches: the title, a space, the description; one ILIKE per term.
+SEARCH_TEXT = "(title || ' ' || coalesce(description, ''))"
 _SEARCH_FILTERS = tuple(
     " AND " + SEARCH_TEXT + " ILIKE :term_" + str(n) for n in range(MAX_SEARCH_TERMS)
 )
+# Under row-level security the operators above cannot use an index (ADR 0013), so a list with
+# search or tags first asks `matching_task_ids` (migration 0008), which finds the caller's
+# matching ids through the indexes of `task_search`, for at most `indexed_matches` + 1 of them.
+# Up to `indexed_matches`, the list reads those tasks by primary key; beyond, the terms are
+# common enough that walking the sort's index with the filters above finds a page sooner. Each
+# branch is gated by a one-time filter, so only one of them runs.
+INDEXED_MATCHES = 1000
+_TAG_ARGUMENTS: dict[TagMode | None, str] = {
+    None: "CAST('{}' AS text[]), false",
+    "any": "CAST(:tags AS text[]), false",
+    "all": "CAST(:tags AS text[]), true",
+}
+_PATTERNS = tuple(
+    "CAST(ARRAY[" + ", ".join(":term_" + str(n) for n in range(count)) + "] AS text[])"
+    for count in range(MAX_SEARCH_TERMS + 1)
+)
+# OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
+_FOUND = (
+    "WITH found AS MATERIALIZED ("
+    "SELECT ids, cardinality(ids) > :indexed_matches AS broad FROM ("
+    "SELECT ARRAY(SELECT matching_task_ids({patterns}, {tags}, :indexed_matches + 1)) AS ids"
+    " OFFSET 0) AS matched) "
+)
+_FOUND_SQL: dict[tuple[TagMode | None, int], str] = {
+    (mode, terms): _FOUND.format(patterns=_PATTERNS[terms], tags=tags)
+    for mode, tags in _TAG_ARGUMENTS.items()
+    for terms in range(MAX_SEARCH_TERMS + 1)
+    if mode is not None or terms
+}
+_FOUND_BY_ID = (
+    " AND id = ANY(CAST((SELECT ids FROM found) AS bigint[])) AND NOT (SELECT broad FROM found)"
+)
+_FOUND_TOO_MANY = " AND (SELECT broad FROM found)"
 # A NULL date or instant compares as NULL, so an undated task matches neither bound.
 _DUE_BEFORE_FILTER = " AND (due_date < :due_before_day OR due_at < :due_before_at)"
 _DUE_AFTER_FILTER = " AND (due_date >= :due_after_day OR due_at >= :due_after_at)"
@@ -179,22 +213,31 @@ class ListShape:
 def list_statement(shape: ListShape) -> TextClause:
     """The statement for one shape, assembled from the constant fragments above."""
     key, key_type = _SORT_KEYS[(shape.sort, shape.order)]
-    sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key"
-    sql += " FROM task_list_v WHERE user_id = :user_id"
-    sql += _STATUS_FILTERS[shape.status]
-    sql += _PRIORITY_FILTER if shape.priorities else ""
-    sql += _TAG_FILTERS[shape.tag_mode] if shape.tag_mode else ""
-    sql += "".join(_SEARCH_FILTERS[: shape.terms])
-    sql += _DUE_BEFORE_FILTER if shape.due_before else ""
-    sql += _DUE_AFTER_FILTER if shape.due_after else ""
-    sql += _OVERDUE_FILTERS[shape.overdue] if shape.overdue is not None else ""
-    sql += _HAS_DUE_FILTERS[shape.has_due] if shape.has_due is not None else ""
-    sql += _UPDATED_AFTER_FILTER if shape.updated_after else ""
+    where = " FROM task_list_v WHERE user_id = :user_id"
+    where += _STATUS_FILTERS[shape.status]
+    where += _PRIORITY_FILTER if shape.priorities else ""
+    matching = _TAG_FILTERS[shape.tag_mode] if shape.tag_mode else ""
+    matching += "".join(_SEARCH_FILTERS[: shape.terms])
+    rest = _DUE_BEFORE_FILTER if shape.due_before else ""
+    rest += _DUE_AFTER_FILTER if shape.due_after else ""
+    rest += _OVERDUE_FILTERS[shape.overdue] if shape.overdue is not None else ""
+    rest += _HAS_DUE_FILTERS[shape.has_due] if shape.has_due is not None else ""
+    rest += _UPDATED_AFTER_FILTER if shape.updated_after else ""
     if shape.after:
-        sql += " AND (" + key + ", id)" + _AFTER[shape.order]
-        sql += "(CAST(:after_key AS " + key_type + "), :after_id)"
+        rest += " AND (" + key + ", id)" + _AFTER[shape.order]
+        rest += "(CAST(:after_key AS " + key_type + "), :after_id)"
     direction = _DIRECTION[shape.order]
-    sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
+    found = _FOUND_SQL.get((shape.tag_mode, shape.terms))
+    if found is None:
+        sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key" + where + rest
+        sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
+        return text(sql)
+    branch = "(SELECT " + _COLUMNS + ", " + key + " AS sort_value" + where + rest
+    order = " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit)"
+    sql = found + "SELECT " + _COLUMNS + ", CAST(sort_value AS text) AS sort_key FROM ("
+    sql += branch + _FOUND_BY_ID + order
+    sql += " UNION ALL " + branch + matching + _FOUND_TOO_MANY + order
+    sql += ") AS listed ORDER BY sort_value" + direction + ", id" + direction + " LIMIT :limit"
     return text(sql)
 
 
@@ -246,7 +289,8 @@ def list_query(
 ) -> tuple[TextClause, dict[str, Any]]:
     """The statement and parameters of one list request (also what the plan tests EXPLAIN)."""
     shape = ListShape.of(status, sort, order or DEFAULT_ORDER[sort], filters, after is not None)
-    return list_statement(shape), {**_binds(filters, after), "user_id": user_id, "limit": limit}
+    binds = {"user_id": user_id, "limit": limit, "indexed_matches": INDEXED_MATCHES}
+    return list_statement(shape), {**_binds(filters, after), **binds}
 
 
 async def list_tasks(
