@@ -65,12 +65,15 @@ $$
 """
 
 # One ILIKE per pattern, each an index condition on the trigram index. The statement is built
-# from fixed text and pattern positions only; the values travel as parameters ($1-$3).
+# from fixed text and pattern positions only; the values travel as parameters ($1-$4). No
+# sequential scan: with a LIMIT the planner may hope to meet the user's rows early in the table,
+# and read every other user's instead; the user's range of an index is always there to read.
 MATCH_FUNCTION = """
 CREATE FUNCTION matching_task_ids(patterns text[], tags text[], all_tags boolean, most integer)
 RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 ROWS 1000
 AS $$
 DECLARE
