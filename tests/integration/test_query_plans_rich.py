@@ -227,11 +227,12 @@ INDEXED_SEARCHES = {
 }
 
 
-def test_every_search_and_tag_shape_reads_its_tasks_by_primary_key(crowded: Connection) -> None:
+def test_every_search_and_tag_shape_reads_its_tasks_by_id(crowded: Connection) -> None:
     for name in SEARCHES:
         shown = plan(crowded, *SHAPES[name])
-        assert "Index Scan using tasks_pkey on tasks" in shown, shown
-        assert "AND (id = ANY (" in shown, shown
+        conditions = [line for line in shown.split("\n") if "Index Cond" in line]
+        # PostgreSQL 15 uses tasks_pkey; 18 may skip-scan another (user_id, ..., id) index.
+        assert any("AND (id = ANY (" in line for line in conditions), shown
 
 
 @pytest.mark.parametrize("name", SEARCHES)
@@ -264,17 +265,26 @@ def test_a_next_page_is_an_index_condition_not_a_filter(crowded: Connection, sor
     assert any("ROW(" in line for line in conditions), shown
 
 
+def recorded_inner_plans(conn: Connection, name: str) -> str:
+    if name not in SEARCHES:
+        return ""
+    lines = inner_plans(conn, *SHAPES[name]).split("\n")
+    shown = "\n".join(line for line in lines if not line.startswith("NOTICE:"))
+    return f"\nInside `matching_task_ids`:\n\n```\n{shown}\n```\n"
+
+
 @pytest.mark.skipif(not os.environ.get("WRITE_QUERY_PLANS"), reason="set WRITE_QUERY_PLANS=1")
 def test_record_the_plans_in_docs(crowded: Connection) -> None:
     server = crowded.execute(text("SHOW server_version")).scalar_one()
     sections = [
         f"### `{name}`\n\n```sql\n{SHAPES[name][0].text.strip()}\n```\n\n"
-        f"```\n{plan(crowded, *SHAPES[name])}\n```\n"
+        f"```\n{plan(crowded, *SHAPES[name])}\n```\n" + recorded_inner_plans(crowded, name)
         for name in sorted(SHAPES)
     ]
     text_before, marker, _ = DOC.read_text().partition("<!-- plans -->")
     assert marker, "docs/queries.md lost its <!-- plans --> marker"
     header = (
-        f"<!-- plans -->\nRecorded on PostgreSQL {server}, {USERS * TASKS_PER_USER:,} tasks.\n\n"
+        f"<!-- plans -->\nRecorded on PostgreSQL {server}, {USERS * TASKS_PER_USER:,} tasks,"
+        " as the service's role under row-level security.\n\n"
     )
     DOC.write_text(text_before + header + "\n".join(sections))
