@@ -128,6 +128,13 @@ def test_the_search_index_follows_every_change_of_a_task(as_app: Connection) -> 
     assert len(mirror) == len(TITLES) - 1
 
 
+def test_truncating_the_tasks_empties_the_search_index(as_app: Connection) -> None:
+    as_app.execute(text("RESET ROLE"))  # only the owner may truncate
+    as_app.execute(text("TRUNCATE tasks"))
+    assert as_app.execute(text("SELECT count(*) FROM task_search")).scalar_one() == 0
+    as_app.execute(text("SET ROLE " + embedded.APP_ROLE))
+
+
 SEARCHES: list[dict[str, Any]] = [
     {"terms": ("milk",)},
     {"terms": ("100%",)},

@@ -57,7 +57,7 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         DELETE FROM public.task_search WHERE user_id = OLD.user_id AND task_id = OLD.id;
     ELSE
-        DELETE FROM public.task_search;
+        TRUNCATE public.task_search;
     END IF;
     RETURN NULL;
 END
