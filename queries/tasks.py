@@ -111,8 +111,8 @@ _SEARCH_FILTERS = tuple(
 )
 # Under row-level security the operators above cannot use an index (ADR 0013), so a list with
 # search or tags first asks `matching_task_ids` (migration 0008), which finds the caller's
-# matching ids through the indexes of `task_search`, for at most `indexed_matches` + 1 of them.
-# Up to `indexed_matches`, the list reads those tasks by primary key; beyond, the terms are
+# matching ids through the indexes of `task_search`, at most INDEXED_MATCHES + 1 of them.
+# Up to INDEXED_MATCHES, the list reads those tasks by primary key; beyond, the terms are
 # common enough that walking the sort's index with the filters above finds a page sooner. Each
 # branch is gated by a one-time filter, so only one of them runs.
 INDEXED_MATCHES = 1000
@@ -125,15 +125,8 @@ _PATTERNS = tuple(
     "CAST(ARRAY[" + ", ".join(":term_" + str(n) for n in range(count)) + "] AS text[])"
     for count in range(MAX_SEARCH_TERMS + 1)
 )
-# OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
-_FOUND = (
-    "WITH found AS MATERIALIZED ("
-    "SELECT ids, cardinality(ids) > :indexed_matches AS broad FROM ("
-    "SELECT ARRAY(SELECT matching_task_ids({patterns}, {tags}, :indexed_matches + 1)) AS ids"
-    " OFFSET 0) AS matched) "
-)
-_FOUND_SQL: dict[tuple[TagMode | None, int], str] = {
-    (mode, terms): _FOUND.format(patterns=_PATTERNS[terms], tags=tags)
+_MATCH_ARGUMENTS: dict[tuple[TagMode | None, int], str] = {
+    (mode, terms): _PATTERNS[terms] + ", " + tags
     for mode, tags in _TAG_ARGUMENTS.items()
     for terms in range(MAX_SEARCH_TERMS + 1)
     if mode is not None or terms
@@ -188,6 +181,8 @@ class ListShape:
     has_due: bool | None = None
     updated_after: bool = False
     after: bool = False
+    indexed_matches: int = INDEXED_MATCHES
+    """With search or tags: the most matches read by id (tests lower it to walk instead)."""
 
     @classmethod
     def of(
@@ -227,15 +222,21 @@ def list_statement(shape: ListShape) -> TextClause:
         rest += " AND (" + key + ", id)" + _AFTER[shape.order]
         rest += "(CAST(:after_key AS " + key_type + "), :after_id)"
     direction = _DIRECTION[shape.order]
-    found = _FOUND_SQL.get((shape.tag_mode, shape.terms))
-    if found is None:
+    arguments = _MATCH_ARGUMENTS.get((shape.tag_mode, shape.terms))
+    if arguments is None:
         sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key" + where + rest
         sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
         return text(sql)
     branch = "(SELECT " + _COLUMNS + ", " + key + " AS sort_value" + where + rest
     order = " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit)"
-    sql = found + "SELECT " + _COLUMNS + ", CAST(sort_value AS text) AS sort_key FROM ("
-    sql += branch + _FOUND_BY_ID + order
+    # OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
+    most = shape.indexed_matches
+    sql = "WITH found AS MATERIALIZED (SELECT ids, cardinality(ids) > " + str(most) + " AS broad"
+    sql += " FROM (SELECT ARRAY(SELECT matching_task_ids(" + arguments + ", " + str(most + 1)
+    sql += ")) AS ids OFFSET 0) AS matched) "
+    sql += "SELECT " + _COLUMNS + ", CAST(sort_value AS text) AS sort_key FROM ("
+    # The found rows are filtered again: the answer never rests on the copy alone.
+    sql += branch + _FOUND_BY_ID + matching + order
     sql += " UNION ALL " + branch + matching + _FOUND_TOO_MANY + order
     sql += ") AS listed ORDER BY sort_value" + direction + ", id" + direction + " LIMIT :limit"
     return text(sql)
@@ -289,8 +290,7 @@ def list_query(
 ) -> tuple[TextClause, dict[str, Any]]:
     """The statement and parameters of one list request (also what the plan tests EXPLAIN)."""
     shape = ListShape.of(status, sort, order or DEFAULT_ORDER[sort], filters, after is not None)
-    binds = {"user_id": user_id, "limit": limit, "indexed_matches": INDEXED_MATCHES}
-    return list_statement(shape), {**_binds(filters, after), **binds}
+    return list_statement(shape), {**_binds(filters, after), "user_id": user_id, "limit": limit}
 
 
 async def list_tasks(

@@ -4,6 +4,7 @@ the trigger keeps it equal to `tasks`, and a list answers the same whichever bra
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from db import embedded
 from db.engine import act_as, sqlalchemy_url
 from db.migrate import alembic_config, upgrade
-from queries.tasks import TaskFilters, like_pattern, list_query
+from queries.tasks import ListShape, TaskFilters, like_pattern, list_query, list_statement
 from tests.readers import as_app_role
 
 INSERT = text(
@@ -157,9 +158,12 @@ def test_a_list_is_the_same_through_the_search_index_and_through_the_sort_index(
     as_app: Connection, search: dict[str, Any]
 ) -> None:
     act_as(as_app, "alice")
-    statement, binds = list_query(user_id="alice", sort="title", filters=TaskFilters(**search))
+    filters = TaskFilters(**search)
+    statement, binds = list_query(user_id="alice", sort="title", filters=filters)
+    shape = ListShape.of("all", "title", "asc", filters, after=False)
+    walking = list_statement(replace(shape, indexed_matches=0))
     by_index = [row.id for row in as_app.execute(statement, binds)]
-    walked = [row.id for row in as_app.execute(statement, binds | {"indexed_matches": 0})]
+    walked = [row.id for row in as_app.execute(walking, binds)]
     assert by_index == walked
 
 
