@@ -106,7 +106,7 @@ UPGRADE = (
     # Nothing for the service's role, even if default privileges would have granted some.
     "REVOKE ALL ON task_search FROM PUBLIC, taskapi_app",
     SYNC_FUNCTION,
-    "REVOKE ALL ON FUNCTION task_search_sync() FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION task_search_sync() FROM PUBLIC, taskapi_app",
     MATCH_FUNCTION,
     "REVOKE ALL ON FUNCTION matching_task_ids(text[], text[], boolean, integer) FROM PUBLIC",
     "GRANT EXECUTE ON FUNCTION matching_task_ids(text[], text[], boolean, integer) TO taskapi_app",
