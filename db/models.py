@@ -34,13 +34,11 @@ PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 """Stored as their rank, 1-3, so that they sort and compare as numbers."""
 PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES, start=1)}
 
-# Expressions the list queries sort and search by; the indexes below are built on the same text.
+# Expressions the list queries sort by; the indexes below are built on the same text.
 DUE_ASC_KEY = "coalesce(due_at, (due_date::timestamp AT TIME ZONE 'UTC'), 'infinity'::timestamptz)"
 DUE_DESC_KEY = (
     "coalesce(due_at, (due_date::timestamp AT TIME ZONE 'UTC'), '-infinity'::timestamptz)"
 )
-# Written exactly as PostgreSQL prints it back, so that `alembic check` compares the index equal.
-SEARCH_TEXT = "((title::text || ' '::text) || COALESCE(description, ''::character varying)::text)"
 
 
 class Task(SQLModel, table=True):
@@ -60,15 +58,7 @@ class Task(SQLModel, table=True):
         Index("tasks_user_priority_idx", "user_id", "priority", "id"),
         Index("tasks_user_due_asc_idx", "user_id", text(DUE_ASC_KEY), "id"),
         Index("tasks_user_due_desc_idx", "user_id", text(DUE_DESC_KEY), "id"),
-        # btree_gin lets user_id lead the GIN indexes (migration 0004).
-        Index("tasks_user_tags_idx", "user_id", "tags", postgresql_using="gin"),
-        Index(
-            "tasks_user_search_idx",
-            "user_id",
-            text(SEARCH_TEXT),
-            postgresql_using="gin",
-            postgresql_ops={SEARCH_TEXT: "gin_trgm_ops"},
-        ),
+        # Search and tags are indexed on TaskSearch, where row-level security lets them be used.
     )
     # Fetch server-side values (id, timestamps) in the INSERT/UPDATE's own RETURNING clause.
     __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": True}
@@ -161,3 +151,29 @@ class CursorSecretRow(SQLModel, table=True):
         default=True, sa_column=Column(Boolean, primary_key=True, server_default=true())
     )
     secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class TaskSearch(SQLModel, table=True):
+    """What `q=` and `tag=` look at, one row per task, kept equal to `tasks` by a trigger and
+    read only by the function `matching_task_ids` (migration 0008, ADR 0013). The service's
+    role has no privilege on it: its indexes can serve the operators because the function reads
+    it as its owner, outside row-level security."""
+
+    __tablename__ = "task_search"
+    # btree_gin lets user_id lead the GIN indexes (migration 0004).
+    __table_args__ = (
+        Index("task_search_user_tags_idx", "user_id", "tags", postgresql_using="gin"),
+        Index(
+            "task_search_user_text_idx",
+            "user_id",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+    )
+
+    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    task_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    search_text: str = Field(sa_column=Column(Text, nullable=False))
+    """The title, a space, the description (empty when there is none)."""
+    tags: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from sqlalchemy import TextClause, text
 
-from db.models import DUE_ASC_KEY, DUE_DESC_KEY, SEARCH_TEXT
+from db.models import DUE_ASC_KEY, DUE_DESC_KEY
 from db.reads import Reader
 
 Status = Literal["all", "pending", "completed"]
@@ -104,10 +104,37 @@ _TAG_FILTERS: dict[TagMode, str] = {
     "any": " AND tags && CAST(:tags AS text[])",
     "all": " AND tags @> CAST(:tags AS text[])",
 }
-# One ILIKE per term, each served by the trigram index on the same expression.
+# What `q=` matches: the title, a space, the description; one ILIKE per term.
+SEARCH_TEXT = "(title || ' ' || coalesce(description, ''))"
 _SEARCH_FILTERS = tuple(
     " AND " + SEARCH_TEXT + " ILIKE :term_" + str(n) for n in range(MAX_SEARCH_TERMS)
 )
+# Under row-level security the operators above cannot use an index (ADR 0013), so a list with
+# search or tags first asks `matching_task_ids` (migration 0008), which finds the caller's
+# matching ids through the indexes of `task_search`, at most INDEXED_MATCHES + 1 of them.
+# Up to INDEXED_MATCHES, the list reads those tasks by primary key; beyond, the terms are
+# common enough that walking the sort's index with the filters above finds a page sooner. Each
+# branch is gated by a one-time filter, so only one of them runs.
+INDEXED_MATCHES = 1000
+_TAG_ARGUMENTS: dict[TagMode | None, str] = {
+    None: "CAST('{}' AS text[]), false",
+    "any": "CAST(:tags AS text[]), false",
+    "all": "CAST(:tags AS text[]), true",
+}
+_PATTERNS = tuple(
+    "CAST(ARRAY[" + ", ".join(":term_" + str(n) for n in range(count)) + "] AS text[])"
+    for count in range(MAX_SEARCH_TERMS + 1)
+)
+_MATCH_ARGUMENTS: dict[tuple[TagMode | None, int], str] = {
+    (mode, terms): _PATTERNS[terms] + ", " + tags
+    for mode, tags in _TAG_ARGUMENTS.items()
+    for terms in range(MAX_SEARCH_TERMS + 1)
+    if mode is not None or terms
+}
+_FOUND_BY_ID = (
+    " AND id = ANY(CAST((SELECT ids FROM found) AS bigint[])) AND NOT (SELECT broad FROM found)"
+)
+_FOUND_TOO_MANY = " AND (SELECT broad FROM found)"
 # A NULL date or instant compares as NULL, so an undated task matches neither bound.
 _DUE_BEFORE_FILTER = " AND (due_date < :due_before_day OR due_at < :due_before_at)"
 _DUE_AFTER_FILTER = " AND (due_date >= :due_after_day OR due_at >= :due_after_at)"
@@ -154,6 +181,8 @@ class ListShape:
     has_due: bool | None = None
     updated_after: bool = False
     after: bool = False
+    indexed_matches: int = INDEXED_MATCHES
+    """With search or tags: the most matches read by id (tests lower it to walk instead)."""
 
     @classmethod
     def of(
@@ -179,22 +208,37 @@ class ListShape:
 def list_statement(shape: ListShape) -> TextClause:
     """The statement for one shape, assembled from the constant fragments above."""
     key, key_type = _SORT_KEYS[(shape.sort, shape.order)]
-    sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key"
-    sql += " FROM task_list_v WHERE user_id = :user_id"
-    sql += _STATUS_FILTERS[shape.status]
-    sql += _PRIORITY_FILTER if shape.priorities else ""
-    sql += _TAG_FILTERS[shape.tag_mode] if shape.tag_mode else ""
-    sql += "".join(_SEARCH_FILTERS[: shape.terms])
-    sql += _DUE_BEFORE_FILTER if shape.due_before else ""
-    sql += _DUE_AFTER_FILTER if shape.due_after else ""
-    sql += _OVERDUE_FILTERS[shape.overdue] if shape.overdue is not None else ""
-    sql += _HAS_DUE_FILTERS[shape.has_due] if shape.has_due is not None else ""
-    sql += _UPDATED_AFTER_FILTER if shape.updated_after else ""
+    where = " FROM task_list_v WHERE user_id = :user_id"
+    where += _STATUS_FILTERS[shape.status]
+    where += _PRIORITY_FILTER if shape.priorities else ""
+    matching = _TAG_FILTERS[shape.tag_mode] if shape.tag_mode else ""
+    matching += "".join(_SEARCH_FILTERS[: shape.terms])
+    rest = _DUE_BEFORE_FILTER if shape.due_before else ""
+    rest += _DUE_AFTER_FILTER if shape.due_after else ""
+    rest += _OVERDUE_FILTERS[shape.overdue] if shape.overdue is not None else ""
+    rest += _HAS_DUE_FILTERS[shape.has_due] if shape.has_due is not None else ""
+    rest += _UPDATED_AFTER_FILTER if shape.updated_after else ""
     if shape.after:
-        sql += " AND (" + key + ", id)" + _AFTER[shape.order]
-        sql += "(CAST(:after_key AS " + key_type + "), :after_id)"
+        rest += " AND (" + key + ", id)" + _AFTER[shape.order]
+        rest += "(CAST(:after_key AS " + key_type + "), :after_id)"
     direction = _DIRECTION[shape.order]
-    sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
+    arguments = _MATCH_ARGUMENTS.get((shape.tag_mode, shape.terms))
+    if arguments is None:
+        sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key" + where + rest
+        sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
+        return text(sql)
+    branch = "(SELECT " + _COLUMNS + ", " + key + " AS sort_value" + where + rest
+    order = " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit)"
+    # OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
+    most = shape.indexed_matches
+    sql = "WITH found AS MATERIALIZED (SELECT ids, cardinality(ids) > " + str(most) + " AS broad"
+    sql += " FROM (SELECT ARRAY(SELECT matching_task_ids(" + arguments + ", " + str(most + 1)
+    sql += ")) AS ids OFFSET 0) AS matched) "
+    sql += "SELECT " + _COLUMNS + ", CAST(sort_value AS text) AS sort_key FROM ("
+    # The found rows are filtered again: the answer never rests on the copy alone.
+    sql += branch + _FOUND_BY_ID + matching + order
+    sql += " UNION ALL " + branch + matching + _FOUND_TOO_MANY + order
+    sql += ") AS listed ORDER BY sort_value" + direction + ", id" + direction + " LIMIT :limit"
     return text(sql)
 
 
