@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, TextClause, text
 
-from db.engine import act_as
+from db.scope import act_as
 from queries.stats import TASK_STATS_SQL
 from queries.tags import LIST_TAGS_SQL
 from queries.tasks import (

@@ -14,8 +14,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from db import embedded
-from db.engine import act_as, sqlalchemy_url
+from db.connections import sqlalchemy_url
 from db.migrate import alembic_config, upgrade
+from db.scope import act_as
 from queries.tasks import ListShape, TaskFilters, like_pattern, list_query, list_statement
 from tests.readers import as_app_role
 
