@@ -11,7 +11,7 @@ from api.auth.config import build_authenticator
 from api.cors import Cors, origins_problem
 from api.cursors import CursorCodec, configured_secret
 from api.errors import install_error_handlers
-from api.fast_reads import FastReads
+from api.fast_path import FastPath
 from api.limits import RequestLimits
 from api.openapi import describe_service
 from api.request_context import RequestContext
@@ -66,7 +66,7 @@ def create_app(
     app.state.authenticator = build_authenticator(settings)
     install_error_handlers(app)
     describe_service(app)
-    app.add_middleware(FastReads)  # innermost: CORS and the request id apply to its answers
+    app.add_middleware(FastPath)  # innermost: CORS, limits and the request id apply to it
     app.add_middleware(RequestLimits)
     origins = settings.allowed_origins()
     problem = origins_problem(origins, authenticated=app.state.authenticator.enabled)

@@ -126,30 +126,6 @@ def next_link(url: URL, cursor: str) -> str:
     return f'<{following.path}?{following.query}>; rel="next"'
 
 
-# The two read answers below are shared with api/fast_reads.py, which serves the common reads
-# without FastAPI's parameter and dependency machinery.
-
-
-async def list_answer(
-    reader: Reader, user_id: str, params: ListParams, now: datetime, cursors: CursorCodec, url: URL
-) -> Response:
-    rows, cursor = await read_page(reader, user_id, params, now, cursors)
-    headers = None if cursor is None else {"Link": next_link(url, cursor)}
-    return Response(tasks_json(rows), headers=headers, media_type="application/json")
-
-
-async def task_read_answer(
-    reader: Reader, user_id: str, task_id: int, if_none_match: str | None
-) -> Response:
-    row = await queries.get_task(reader, user_id=user_id, task_id=task_id)
-    if row is None:
-        raise TaskNotFound(task_id)
-    headers = {"ETag": etag(row.version)}
-    if none_match(if_none_match, row.version):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return Response(task_json(row), headers=headers, media_type="application/json")
-
-
 @router.get(
     "",
     response_model=list[TaskOut],
@@ -165,7 +141,9 @@ async def list_tasks(
     now: Now,
 ) -> Response:
     """At most `limit` tasks (a JSON array); `Link: <...>; rel="next"` when more remain."""
-    return await list_answer(reader, user_id, params, now, request.app.state.cursors, request.url)
+    rows, cursor = await read_page(reader, user_id, params, now, request.app.state.cursors)
+    headers = None if cursor is None else {"Link": next_link(request.url, cursor)}
+    return Response(tasks_json(rows), headers=headers, media_type="application/json")
 
 
 @router.post(
@@ -219,7 +197,13 @@ async def read_task(
         WithJsonSchema(IF_NONE_MATCH_SCHEMA),
     ] = None,
 ) -> Response:
-    return await task_read_answer(reader, user_id, task_id, if_none_match)
+    row = await queries.get_task(reader, user_id=user_id, task_id=task_id)
+    if row is None:
+        raise TaskNotFound(task_id)
+    headers = {"ETag": etag(row.version)}
+    if none_match(if_none_match, row.version):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(task_json(row), headers=headers, media_type="application/json")
 
 
 # PUT and PATCH (a JSON Merge Patch of our flat task) are the same partial update (ADR 0004).
