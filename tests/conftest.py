@@ -53,22 +53,32 @@ def server_url() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def database_url(server_url: str) -> Iterator[str]:
-    """A fresh database on the test server, migrated to head once for the whole run (as owner)."""
-    name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def scratch_database(
+    server_url: str, revision: str = "head", prefix: str = "taskapi_test"
+) -> Iterator[str]:
+    """A database of its own on the test server, migrated to `revision` as the server's
+    superuser (with the service's role in place), and dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     embedded.ensure_app_role(server_url)
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A fresh database on the test server, migrated to head once for the whole run (as owner)."""
+    with scratch_database(server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -5,21 +5,19 @@ Runs on a scratch database of its own, migrated to 0005, filled as the superuser
 """
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from commands.dispatch import dispatch_once
 from commands.idempotency import IdempotencyKey
 from commands.tasks import CreateTask
-from db import embedded
 from db.connections import sqlalchemy_url
 from db.migrate import alembic_config, upgrade
 from db.scope import WriteSessions
+from tests.conftest import scratch_database
 
 RENDERED = {
     "id": 1,
@@ -45,24 +43,13 @@ OLD_ROW = text("SELECT status_code, headers, body FROM idempotency_keys WHERE ke
 
 @pytest.fixture
 def scratch(server_url: str) -> Iterator[str]:
-    name = f"taskapi_0006_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    embedded.ensure_app_role(server_url)
-    try:
-        upgrade(url, "0005")
+    with scratch_database(server_url, "0005", prefix="taskapi_0006") as url:
         engine = create_engine(sqlalchemy_url(url))
         with engine.begin() as conn:
             headers = json.dumps({"ETag": '"1"', "Location": "/api/alice/tasks/1"})
             conn.execute(STORE_OLD, {"headers": headers, "body": json.dumps(RENDERED)})
         engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_an_answer_stored_before_the_migration_is_replayed_after_it(scratch: str) -> None:

@@ -2,7 +2,6 @@
 of the service role's reach, its one reader answers only for the user named by `app.user_id`,
 the trigger keeps it equal to `tasks`, and a list answers the same whichever branch serves it."""
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from db import embedded
@@ -18,6 +16,7 @@ from db.connections import sqlalchemy_url
 from db.migrate import alembic_config, upgrade
 from db.scope import act_as
 from queries.tasks import ListShape, TaskFilters, like_pattern, list_query, list_statement
+from tests.conftest import scratch_database
 from tests.readers import as_app_role
 
 INSERT = text(
@@ -179,24 +178,13 @@ def test_special_characters_match_literally_through_the_search_index(as_app: Con
 @pytest.fixture
 def migrated_to_0006(server_url: str) -> Iterator[str]:
     """A scratch database at 0006 holding a task of alice's, written as the superuser owner."""
-    name = f"taskapi_0008_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    embedded.ensure_app_role(server_url)
-    try:
-        upgrade(url, "0006")
+    with scratch_database(server_url, "0006", prefix="taskapi_0008") as url:
         engine = create_engine(sqlalchemy_url(url))
         with engine.begin() as conn:
             binds = {"user_id": "alice", "id": 1, "title": "Buy milk", "description": "2%"}
             conn.execute(INSERT, binds | {"tags": ["home"]})
         engine.dispose()
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 INDEXES = text("SELECT indexname FROM pg_indexes WHERE tablename = 'tasks' ORDER BY 1")
