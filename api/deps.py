@@ -54,7 +54,7 @@ async def get_writes(request: Request, _caller: CurrentUser) -> WriteSessions:
     """The write side, once the caller is known: `dispatch` opens a session acting for the
     command's user (db/scope.py)."""
     writes: WriteSessions = request.app.state.writes
-    return writes
+    return writes.for_one_caller()
 
 
 async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
