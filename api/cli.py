@@ -112,9 +112,10 @@ def refuse_a_weak_cursor_secret(settings: Settings) -> None:
 
 def refuse_to_bypass_row_security(settings: Settings) -> None:
     """Exit if a URL's role is exempt from row-level security, unless ALLOW_RLS_BYPASS is set."""
-    urls = {"DATABASE_URL": settings.write_url(), "READ_DATABASE_URL": settings.read_database_url}
-    for name, url in urls.items():
-        if url is None or not bypasses_row_security(url):
+    urls = [("DATABASE_URL", settings.write_url())]
+    urls += [("READ_DATABASE_URL", url) for url in settings.replica_urls()]
+    for name, url in urls:
+        if not bypasses_row_security(url):
             continue
         if not settings.allow_rls_bypass:
             log.error(

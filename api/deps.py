@@ -2,13 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request, Security
+from fastapi import Depends, Header, Path, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth.tokens import Authenticator
 from api.schemas import USER_ID_PATTERN
 from db.reads import Reader, ReadPool
+from db.replication import POSITION_PATTERN, WalPosition
 from db.scope import WriteSessions
 
 bearer = HTTPBearer(
@@ -57,10 +58,28 @@ async def get_writes(request: Request, _caller: CurrentUser) -> WriteSessions:
     return writes.for_one_caller()
 
 
-async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
+async def read_after(
+    x_consistency_token: Annotated[
+        str | None,
+        Header(
+            pattern=POSITION_PATTERN,
+            description="The X-Consistency-Token of a write this read must see (read your"
+            " writes). Without it the answer may come from a replica a little behind the"
+            " primary, and miss the latest writes.",
+        ),
+    ] = None,
+) -> WalPosition | None:
+    return None if x_consistency_token is None else WalPosition.parse(x_consistency_token)
+
+
+async def get_reader(
+    request: Request,
+    user_id: CurrentUser,
+    after: Annotated[WalPosition | None, Depends(read_after)],
+) -> Reader:
     """The query side as the caller: no I/O until a query runs (db/reads.py)."""
     pool: ReadPool = request.app.state.read_pool
-    return pool.as_user(user_id)
+    return pool.as_user(user_id, after)
 
 
 WritesDep = Annotated[WriteSessions, Depends(get_writes)]

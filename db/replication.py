@@ -1,9 +1,9 @@
 """WAL positions: what a committed write leaves behind, and what a replica must have replayed
 before a read there can see it (docs/adr/0016).
 
-A position is PostgreSQL's `pg_lsn` in its text form (`16/B374D848`): the write side reads the
-primary's WAL insert position right after a commit, which is at or past the end of that
-commit's record; a replica whose `pg_last_wal_replay_lsn()` is at or past it shows the write.
+A position is PostgreSQL's `pg_lsn` in its text form (`16/B374D848`): the write side reads, right
+after a commit and on the same connection, a position at or past the end of that commit's
+record; a replica whose `pg_last_wal_replay_lsn()` is at or past it shows the write.
 """
 
 import re
@@ -13,8 +13,17 @@ _POSITION = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
 POSITION_PATTERN = r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"
 """A position as text, as a JSON-schema/regex pattern (for whoever receives one from outside)."""
 
-POSITION_NOW_SQL = "SELECT pg_current_wal_insert_lsn()::text"
-"""On the primary, after a commit on the same connection: a position at or past that commit."""
+POSITION_NOW_SQL = (
+    "SELECT (CASE WHEN current_setting('synchronous_commit') = 'off'"
+    " THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END)::text"
+)
+"""On the primary, after a commit on the same connection: a position at or past that commit.
+
+A commit waits for its record to be flushed (unless synchronous_commit is off), so the flush
+position is at or past its end, and never ahead of what a replica can receive. The insert
+position is used only when commits do not wait: it is past the commit too, but at a page
+boundary it points past the next page's header, where replay may not get until the next write
+(the read then waits REPLICA_WAIT_MS and reads from the primary: slower, never wrong)."""
 
 
 @dataclass(frozen=True, order=False)

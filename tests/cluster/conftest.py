@@ -7,11 +7,14 @@ Every test here is marked `cluster`: it runs in `make test` and `.ci/run` like t
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from api.settings import Settings
 from db import embedded
 from db.migrate import upgrade
 from tests.cluster.servers import Server, own, replayed_up_to, start_primary, start_replica
@@ -36,8 +39,31 @@ class Cluster:
         """The tasks database on `server`, as the service's role (loopback trusts it)."""
         return server.url(DATABASE, embedded.APP_ROLE)
 
-    def caught_up(self) -> None:
-        replayed_up_to(self.replica, self.primary)
+    def caught_up(self, replica: Server | None = None) -> None:
+        replayed_up_to(replica or self.replica, self.primary)
+
+    @contextmanager
+    def another_replica(self, name: str) -> Iterator[Server]:
+        """A second replica for one test (promoted, say), stopped and removed after it."""
+        server = start_replica(self.primary, self.workdir, name)
+        try:
+            self.caught_up(server)
+            yield server
+        finally:
+            server.stop()
+            shutil.rmtree(server.pgdata, ignore_errors=True)
+
+    def settings(self, *replicas: Server, **overrides: Any) -> Settings:
+        """The service on this cluster: writes on the primary, reads on `replicas`."""
+        values: dict[str, Any] = {
+            "database_url": self.app_url(self.primary),
+            "read_database_url": ",".join(self.app_url(replica) for replica in replicas),
+            "auth_mode": "none",
+            "replica_check_ms": 100,
+            "replica_max_lag_ms": 60_000,
+            **overrides,
+        }
+        return Settings(**values)
 
 
 @pytest.fixture(scope="session")

@@ -186,7 +186,7 @@ def start_replica(primary: Server, workdir: Path, name: str) -> Server:
 
 def replayed_up_to(replica: Server, primary: Server, timeout: float = 10.0) -> None:
     """Wait until `replica` has replayed everything `primary` has written so far."""
-    ((target,),) = primary.execute("SELECT pg_current_wal_insert_lsn()::text")
+    ((target,),) = primary.execute("SELECT pg_current_wal_flush_lsn()::text")
     deadline = time.monotonic() + timeout
     while True:
         ((done,),) = replica.execute(
