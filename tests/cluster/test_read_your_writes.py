@@ -86,3 +86,12 @@ def test_a_malformed_token_is_refused_with_a_problem(client: TestClient, user: s
     answer = client.get(f"/api/{user}/tasks", headers={TOKEN: "yesterday"})
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_with_the_replica_stopped_every_read_is_answered(
+    client: TestClient, user: str, replica: Server
+) -> None:
+    token = create(client, user, "before the stop")
+    replica.stop()
+    answers = [titles(client, user), titles(client, user, token)] * 5
+    assert answers == [["before the stop"]] * 10

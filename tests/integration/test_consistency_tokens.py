@@ -5,7 +5,7 @@ tests/cluster."""
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from api.cors import EXPOSED_HEADERS
+from api.cors import ALLOWED_HEADERS, EXPOSED_HEADERS
 from db.replication import WalPosition
 
 TOKEN = "X-Consistency-Token"
@@ -44,5 +44,23 @@ def test_refusals_and_reads_carry_no_token(client: TestClient) -> None:
     assert TOKEN not in read.headers
 
 
-def test_a_browser_page_may_read_the_token() -> None:
+def test_a_browser_page_may_read_and_send_the_token() -> None:
     assert TOKEN in EXPOSED_HEADERS
+    assert TOKEN in ALLOWED_HEADERS
+
+
+def test_the_openapi_document_declares_the_token_on_writes_and_reads(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    tasks, task = "/api/{user_id}/tasks", "/api/{user_id}/tasks/{task_id}"
+    writes = [
+        (tasks, "post", "201"),
+        (task, "put", "200"),
+        (task, "patch", "200"),
+        (task, "delete", "204"),
+        (task + "/complete", "patch", "200"),
+    ]
+    for path, method, status in writes:
+        assert TOKEN in paths[path][method]["responses"][status]["headers"], (path, method)
+    for path in (tasks, task, tasks + "/stats", "/api/{user_id}/tags"):
+        sent = {p["name"] for p in paths[path]["get"]["parameters"] if p["in"] == "header"}
+        assert TOKEN.lower() in {name.lower() for name in sent}, path
