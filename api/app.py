@@ -39,7 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         read_pool = ReadPool(settings)
         await read_pool.open()
-        app.state.writes = WriteSessions(write_engine, Timeouts.from_settings(settings))
+        # A write's position is worth its round trip only when reads may lag behind it.
+        app.state.writes = WriteSessions(
+            write_engine,
+            Timeouts.from_settings(settings),
+            positions=bool(settings.replica_urls()),
+        )
         app.state.read_pool = read_pool
         yield
         write_engine.dispose()

@@ -24,9 +24,10 @@ IDEMPOTENT_REPLAYED = _header(
 )
 CONSISTENCY_TOKEN_HEADER = "X-Consistency-Token"  # noqa: S105 (a header name, no secret)
 CONSISTENCY_TOKEN = _header(
-    "Where the database was once this write committed (an opaque token, e.g. `0/1A2B3C4`). Send"
-    " it back as `X-Consistency-Token` on the reads that must see this write: a read without"
-    " it may be answered by a replica that has not caught up yet."
+    "Where the database was once this write committed (an opaque token, e.g. `0/1A2B3C4`), sent"
+    " when the service reads from replicas. Send it back as `X-Consistency-Token` on the reads"
+    " that must see this write: a read without it may be answered by a replica that has not"
+    " caught up yet."
 )
 WRITTEN = {CONSISTENCY_TOKEN_HEADER: CONSISTENCY_TOKEN}
 """The headers of every successful write's answer, beyond the task's own."""

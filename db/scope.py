@@ -64,20 +64,28 @@ class WriteSessions:
     """The write side's sessions, each acting for one caller.
 
     Every transaction such a session begins names its caller with SET_USER_SQL, sent in the
-    same round trip as the transaction's first statement (see `_glue_settings`). After each
-    commit the session notes the primary's WAL position (one more round trip): `committed_at`
-    holds the last one, the consistency token a read on a replica waits for (docs/adr/0016).
+    same round trip as the transaction's first statement (see `_glue_settings`). With
+    `positions` on (the service turns it on when it reads from replicas), each commit is followed
+    by one more round trip that notes the primary's WAL position: `committed_at` holds the last
+    one, the consistency token a read on a replica waits for (docs/adr/0016).
     """
 
     committed_at: WalPosition | None = None
 
     def __init__(
-        self, bind: Engine | Connection, timeouts: Timeouts | None = None, **options: Any
+        self,
+        bind: Engine | Connection,
+        timeouts: Timeouts | None = None,
+        *,
+        positions: bool = False,
+        **options: Any,
     ) -> None:
         self._timeouts = timeouts or Timeouts()
         self._factory = sessionmaker(bind, class_=Session, expire_on_commit=False, **options)
         event.listen(self._factory, "after_begin", self._name_the_caller)
-        event.listen(self._factory, "after_commit", _note_the_position)
+        if positions:
+            event.listen(self._factory, "after_begin", _remember_the_connection)
+            event.listen(self._factory, "after_commit", _note_the_position)
         _glue_settings(bind.engine)
 
     def for_one_caller(self) -> "WriteSessions":
@@ -98,7 +106,12 @@ class WriteSessions:
     ) -> None:
         binds = self._timeouts.binds(session.info[_CALLER])
         connection.info[_PENDING_SETTINGS] = {"taskapi_" + name: binds[name] for name in binds}
-        session.info[_CONNECTION] = connection
+
+
+def _remember_the_connection(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    session.info[_CONNECTION] = connection
 
 
 def _note_the_position(session: Session) -> None:

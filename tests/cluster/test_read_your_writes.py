@@ -95,3 +95,10 @@ def test_with_the_replica_stopped_every_read_is_answered(
     replica.stop()
     answers = [titles(client, user), titles(client, user, token)] * 5
     assert answers == [["before the stop"]] * 10
+
+
+def test_without_replicas_writes_carry_no_token(cluster: Cluster, user: str) -> None:
+    with TestClient(create_app(cluster.settings())) as client:
+        answer = client.post(f"/api/{user}/tasks", json={"title": "primary only"})
+    assert answer.status_code == 201
+    assert TOKEN not in answer.headers
