@@ -8,6 +8,7 @@ another client's transaction. See docs/adr/0003 and 0007.
 """
 
 import copy
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from sqlmodel import Session
 
 from db.replication import POSITION_NOW_SQL, WalPosition
 from db.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
 
 # One statement scopes a transaction: the caller for row-level security, and how long any
 # statement may run or wait for a lock. All three are transaction-local (`true`).
@@ -120,7 +123,13 @@ def _note_the_position(session: Session) -> None:
     connection: Connection | None = session.info.pop(_CONNECTION, None)
     if connection is None or connection.closed:
         return
-    session.info[_COMMITTED_AT] = position_now(connection.connection.dbapi_connection)
+    try:
+        session.info[_COMMITTED_AT] = position_now(connection.connection.dbapi_connection)
+    except Exception:  # psycopg2's errors (it has no stubs), after a commit that stands
+        # The write is committed: failing its request now would invite a retry that writes
+        # twice. It is answered without a token; a read may then miss it until the replica
+        # catches up, as any read without one may.
+        log.warning("the position of a committed write could not be read", exc_info=True)
 
 
 _PSYCOPG2_STATUS_READY = 1

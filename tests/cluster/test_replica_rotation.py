@@ -183,3 +183,20 @@ def test_a_promoted_replica_is_out_of_rotation(cluster: Cluster) -> None:
         role, reason = with_pool(cluster.settings(promoted), use)
     assert role == "primary"
     assert reason.startswith("promoted")
+
+
+def test_with_the_primary_down_the_replica_keeps_answering_reads(
+    cluster: Cluster, replica: Server
+) -> None:
+    async def use(pool: ReadPool) -> list[str]:
+        watched = pool.replicas.all[0]
+        await until(watched, in_rotation=True)
+        cluster.primary.stop()
+        try:
+            await until(watched, in_rotation=True, reason="position is unknown")
+            return [(await who_answers(pool))[0] for _ in range(3)]
+        finally:
+            cluster.primary.start()
+
+    settings = cluster.settings(replica, pool_timeout_seconds=0.5)
+    assert with_pool(settings, use) == ["replica"] * 3
