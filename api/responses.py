@@ -24,7 +24,7 @@ IDEMPOTENT_REPLAYED = _header(
 )
 CONSISTENCY_TOKEN_HEADER = "X-Consistency-Token"  # noqa: S105 (a header name, no secret)
 CONSISTENCY_TOKEN = _header(
-    "Where the database was once this write committed (an opaque token, e.g. `0/1A2B3C4`), sent"
+    "Where the database was once this write committed (an opaque token, e.g. `1A2B3C4D`), sent"
     " when the service reads from replicas. Send it back as `X-Consistency-Token` on the reads"
     " that must see this write: a read without it may be answered by a replica that has not"
     " caught up yet."

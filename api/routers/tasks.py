@@ -71,7 +71,7 @@ IdempotencyKeyHeader = Annotated[
 def written(writes: WriteSessions) -> dict[str, str]:
     """The consistency token of what `writes` committed: send it back to read your writes."""
     position = writes.committed_at
-    return {} if position is None else {CONSISTENCY_TOKEN_HEADER: str(position)}
+    return {} if position is None else {CONSISTENCY_TOKEN_HEADER: position.token}
 
 
 def task_response(

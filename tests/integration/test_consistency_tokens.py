@@ -12,7 +12,7 @@ TOKEN = "X-Consistency-Token"
 
 
 def position(answer: Response) -> int:
-    return int(WalPosition.parse(answer.headers[TOKEN]))
+    return int(WalPosition.from_token(answer.headers[TOKEN]))
 
 
 def test_every_kind_of_write_answers_with_a_token(client: TestClient) -> None:

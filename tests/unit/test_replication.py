@@ -11,6 +11,20 @@ def test_a_position_reads_as_postgresql_writes_it() -> None:
     assert str(WalPosition.parse("0/1a2b")) == "0/1A2B"
 
 
+def test_a_token_is_the_position_in_hexadecimal_and_back() -> None:
+    position = WalPosition.parse("16/B374D848")
+    assert position.token == "16B374D848"
+    assert WalPosition.from_token("16b374d848") == position
+    assert WalPosition.from_token("0") == WalPosition.parse("0/0")
+    assert WalPosition.from_token(" 0\n") == WalPosition.parse("0/0")
+
+
+@pytest.mark.parametrize("token", ["", " ", "16/B374D848", "x1", "1" * 17, "0 1"])
+def test_anything_else_is_not_a_token(token: str) -> None:
+    with pytest.raises(ValueError, match="not a WAL position"):
+        WalPosition.from_token(token)
+
+
 def test_positions_order_as_the_wal_does() -> None:
     assert int(WalPosition.parse("1/0")) > int(WalPosition.parse("0/FFFFFFFF"))
 
