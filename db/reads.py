@@ -141,10 +141,6 @@ class ReadPool:
             return None
         return None if row is None else WalPosition.parse(row[0])
 
-    async def check_replicas(self) -> None:
-        """Check every replica now (the background check does it every REPLICA_CHECK_MS)."""
-        await self.replicas.check(await self.primary_position())
-
     def as_user(self, user_id: str, after: WalPosition | None = None) -> "UserReader":
         """Reads as `user_id`; with `after`, reads that see everything up to that position."""
         return UserReader(self, user_id, after)
