@@ -9,6 +9,7 @@ primary when there is none.
 """
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -56,15 +57,19 @@ def shown(url: str) -> str:
 
 
 class Replica:
-    def __init__(self, url: str, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, url: str, make_pool: Callable[[], AsyncConnectionPool[Any]]) -> None:
         self.url = url
         self.name = shown(url)
-        self.pool = pool
+        self._make_pool = make_pool
+        self.pool = make_pool()
+        self._pool_failed = False
         self.state = NOT_CHECKED
         self._behind_since: float | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     def take_out(self, reason: str) -> None:
+        """Out of rotation now, because a read failed on it."""
+        self._pool_failed = True
         if self.state.in_rotation:
             log.warning("replica %s out of rotation: %s", self.name, reason)
         self.state = ReplicaState(in_rotation=False, reason=reason, replayed=self.state.replayed)
@@ -76,6 +81,7 @@ class Replica:
         except (psycopg.Error, OSError, TimeoutError) as exc:
             await self.close()
             self._behind_since = None
+            self._pool_failed = True
             self._judge(ReplicaState(in_rotation=False, reason=f"down: {first_line(exc)}"))
             return
         if not in_recovery:
@@ -85,13 +91,26 @@ class Replica:
             return
         if primary is None:
             # The primary does not answer: the replica is all there is to read from.
+            if self._pool_failed:
+                await self._fresh_pool()
             self._judge(ReplicaState(True, "replaying; the primary's position is unknown"))
             return
         lag_ms = self._lag_ms(caught_up, age_ms, every_ms)
         if lag_ms > max_lag_ms:
             self._judge(ReplicaState(False, f"lagging {lag_ms:.0f} ms", lag_ms, replayed))
-        else:
-            self._judge(ReplicaState(True, "replaying", lag_ms, replayed))
+            return
+        if self._pool_failed:
+            await self._fresh_pool()
+        self._judge(ReplicaState(True, "replaying", lag_ms, replayed))
+
+    async def _fresh_pool(self) -> None:
+        """A new pool for a replica that is back: the old one may be sleeping between
+        reconnection attempts (with delays grown during the outage) and would keep the first
+        reads waiting for it."""
+        old, self.pool = self.pool, self._make_pool()
+        self._pool_failed = False
+        await self.pool.open(wait=False)
+        await old.close(timeout=1.0)
 
     def _lag_ms(self, caught_up: bool, age_ms: float | None, every_ms: float) -> float:
         """How far behind, in time: 0 when it has replayed what the primary had flushed just
@@ -146,7 +165,7 @@ class Replicas:
         self, settings: DatabaseSettings, make_pool: Callable[[str, int], AsyncConnectionPool[Any]]
     ) -> None:
         self.all = [
-            Replica(url, make_pool(url, number))
+            Replica(url, functools.partial(make_pool, url, number))
             for number, url in enumerate(settings.replica_urls(), start=1)
         ]
         self._every_ms = float(settings.replica_check_ms)
