@@ -44,6 +44,17 @@ def paused(replica: Server) -> Iterator[Server]:
     replica.execute("SELECT pg_wal_replay_resume()")
 
 
+@pytest.fixture
+def delayed(replica: Server) -> Iterator[Server]:
+    """The replica applying each commit 30 ms after the primary made it: always a little
+    behind, sometimes within REPLICA_WAIT_MS, sometimes not."""
+    replica.execute("ALTER SYSTEM SET recovery_min_apply_delay = '30ms'")
+    replica.execute("SELECT pg_reload_conf()")
+    yield replica
+    replica.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+    replica.execute("SELECT pg_reload_conf()")
+
+
 def titles(client: TestClient, user: str, token: str | None = None) -> list[str]:
     headers = {} if token is None else {TOKEN: token}
     answer = client.get(f"/api/{user}/tasks", headers=headers)
@@ -61,6 +72,17 @@ def test_with_the_token_a_read_never_misses_the_write(client: TestClient, user: 
     for number in range(30):
         token = create(client, user, f"task {number}")
         assert f"task {number}" in titles(client, user, token)
+
+
+def test_with_replay_delayed_a_read_with_the_token_never_misses_the_write(
+    client: TestClient, user: str, delayed: Server
+) -> None:
+    missed_without = 0
+    for number in range(20):
+        token = create(client, user, f"task {number}")
+        missed_without += f"task {number}" not in titles(client, user)
+        assert f"task {number}" in titles(client, user, token)
+    assert missed_without > 0  # the delay is real: reads without the token do miss writes
 
 
 def test_with_replay_paused_the_token_read_waits_then_asks_the_primary(
