@@ -48,7 +48,11 @@ def create_app(
         await read_pool.open()
         app.state.read_pool = read_pool
         app.state.readers = readers or read_pool
-        app.state.writes = writes or WriteSessions(write_engine, Timeouts.from_settings(settings))
+        # A write's position is worth its round trip only when reads may lag behind it.
+        positions = bool(settings.replica_urls())
+        app.state.writes = writes or WriteSessions(
+            write_engine, Timeouts.from_settings(settings), positions=positions
+        )
         yield
         write_engine.dispose()
         await read_pool.close()

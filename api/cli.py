@@ -1,6 +1,8 @@
-"""`taskapi serve`, `taskapi migrate`, `taskapi backup` and `taskapi restore`."""
+"""`taskapi serve`, `taskapi migrate`, `taskapi backup`, `taskapi restore` and
+`taskapi replica-status`."""
 
 import argparse
+import asyncio
 import errno
 import gc
 import logging
@@ -29,6 +31,8 @@ from db import backup as backups
 from db import embedded
 from db.engine import bypasses_row_security
 from db.migrate import upgrade
+from db.reads import ReadPool
+from db.replicas import shown
 
 log = logging.getLogger("taskapi")
 
@@ -51,6 +55,36 @@ def database(settings: Settings) -> Iterator[Settings]:
         )
     finally:
         embedded.stop(server)
+
+
+def replica_status(_: argparse.Namespace) -> None:
+    """Print each read target: the primary's position, each replica's lag and rotation."""
+    install_stop_signals()
+    with database(Settings()) as settings:
+        for line in asyncio.run(read_targets(settings)):
+            print(line)
+
+
+async def read_targets(settings: Settings) -> list[str]:
+    pool = ReadPool(settings)
+    await pool.open()
+    try:
+        position = await pool.primary_position()
+        await pool.replicas.check(position)
+        lines = [f"primary  {shown(settings.write_url())}  at {position or 'unreachable'}"]
+        for replica in pool.replicas.all:
+            state = replica.state
+            rotation = "in rotation" if state.in_rotation else "OUT of rotation"
+            lag = "lag unknown" if state.lag_ms is None else f"lag {state.lag_ms:.0f} ms"
+            replayed = state.replayed or "?"
+            lines.append(
+                f"replica  {replica.name}  {rotation}  {lag}  replayed {replayed}  ({state.reason})"
+            )
+        if not pool.replicas.all:
+            lines.append("no replicas (READ_DATABASE_URL is unset): every read goes to the primary")
+        return lines
+    finally:
+        await pool.close()
 
 
 def migrate(_: argparse.Namespace) -> None:
@@ -112,9 +146,10 @@ def refuse_a_weak_cursor_secret(settings: Settings) -> None:
 
 def refuse_to_bypass_row_security(settings: Settings) -> None:
     """Exit if a URL's role is exempt from row-level security, unless ALLOW_RLS_BYPASS is set."""
-    urls = {"DATABASE_URL": settings.write_url(), "READ_DATABASE_URL": settings.read_database_url}
-    for name, url in urls.items():
-        if url is None or not bypasses_row_security(url):
+    urls = [("DATABASE_URL", settings.write_url())]
+    urls += [("READ_DATABASE_URL", url) for url in settings.replica_urls()]
+    for name, url in urls:
+        if not bypasses_row_security(url):
             continue
         if not settings.allow_rls_bypass:
             log.error(
@@ -309,6 +344,11 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--workers", type=int, default=1)
     serve_parser.set_defaults(run=serve)
+
+    status_parser = commands.add_parser(
+        "replica-status", help="show each read target: its lag and whether reads go to it"
+    )
+    status_parser.set_defaults(run=replica_status)
 
     migrate_parser = commands.add_parser("migrate", help="apply migrations and exit")
     migrate_parser.set_defaults(run=migrate)

@@ -22,6 +22,7 @@ ALLOWED_HEADERS = (
     "If-Match",
     "If-None-Match",
     "Idempotency-Key",
+    "X-Consistency-Token",
     "X-Request-ID",
 )
 EXPOSED_HEADERS = (
@@ -30,6 +31,7 @@ EXPOSED_HEADERS = (
     "Location",
     "Idempotent-Replayed",
     "Retry-After",
+    "X-Consistency-Token",
     "X-Request-ID",
 )
 PREFLIGHT_MAX_AGE_SECONDS = 600

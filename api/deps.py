@@ -2,13 +2,17 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request, Security
+from fastapi import Depends, Header, Path, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import WithJsonSchema
 
 from api.auth.tokens import Authenticator
+from api.problems import invalid_input
+from api.responses import CONSISTENCY_TOKEN_HEADER
 from api.schemas import USER_ID_PATTERN
 from db.reads import Reader, Readers
+from db.replication import TOKEN_PATTERN, WalPosition
 from db.scope import WriteSessions
 
 bearer = HTTPBearer(
@@ -54,13 +58,43 @@ async def get_writes(request: Request, _caller: CurrentUser) -> WriteSessions:
     """The write side, once the caller is known: `dispatch` opens a session acting for the
     command's user (db/scope.py)."""
     writes: WriteSessions = request.app.state.writes
-    return writes
+    return writes.for_one_caller()
 
 
-async def get_reader(request: Request, user_id: CurrentUser) -> Reader:
+async def read_after(
+    x_consistency_token: Annotated[
+        str | None,
+        Header(
+            description="The X-Consistency-Token of a write this read must see (read your"
+            " writes). Without it the answer may come from a replica a little behind the"
+            " primary, and miss the latest writes.",
+        ),
+        # Checked below, not by the model: the document's pattern is read with Python's
+        # notion of whitespace (as by a client's or fuzzer's generator), which is the parser's.
+        WithJsonSchema({"type": "string", "pattern": TOKEN_PATTERN}),
+    ] = None,
+) -> WalPosition | None:
+    """The position a read must see, from the client's token; a malformed one is a 422."""
+    if x_consistency_token is None:
+        return None
+    try:
+        return WalPosition.from_token(x_consistency_token)
+    except ValueError:
+        raise invalid_input(
+            "header",
+            CONSISTENCY_TOKEN_HEADER,
+            "must be an X-Consistency-Token the service sent (1-16 hex digits)",
+        ) from None
+
+
+async def get_reader(
+    request: Request,
+    user_id: CurrentUser,
+    after: Annotated[WalPosition | None, Depends(read_after)],
+) -> Reader:
     """The query side as the caller: no I/O until a query runs (db/reads.py)."""
     readers: Readers = request.app.state.readers
-    return readers.as_user(user_id)
+    return readers.as_user(user_id, after)
 
 
 WritesDep = Annotated[WriteSessions, Depends(get_writes)]

@@ -34,8 +34,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth.errors import AuthError
 from api.clock import current_time
 from api.list_params import ListParams
+from api.responses import CONSISTENCY_TOKEN_HEADER
 from api.routers import tasks as routes
 from api.schemas import TASK_ID_MAX, USER_ID_PATTERN, CompletionBody, TaskCreate
+from db.reads import Reader, Readers
+from db.replication import WalPosition
+from db.scope import WriteSessions
 
 _TASKS_PATH = re.compile(
     "/api/("
@@ -97,6 +101,22 @@ class Call:
             return None
         return known
 
+    def reader(self, user_id: str) -> Reader | None:
+        """The caller's reader, after the position their X-Consistency-Token names (None: a
+        malformed token, which FastAPI refuses)."""
+        token = self.headers.get(CONSISTENCY_TOKEN_HEADER)
+        try:
+            after = None if token is None else WalPosition.from_token(token)
+        except ValueError:
+            return None
+        readers: Readers = self.app.state.readers
+        return readers.as_user(user_id, after)
+
+    def writes(self) -> WriteSessions:
+        """The write side, with a consistency token of this request's own (api/deps.py)."""
+        writes: WriteSessions = self.app.state.writes
+        return writes.for_one_caller()
+
     def idempotency_key(self) -> tuple[bool, str | None]:
         """(whether the header is acceptable, its value)."""
         key = self.headers.get("idempotency-key")
@@ -130,11 +150,12 @@ Answer = Callable[[Call, str], Awaitable[Response | None]]
 
 async def _list(call: Call, user_id: str) -> Response | None:
     params = _list_params(call.scope["query_string"])
-    if params is None:
+    reader = call.reader(user_id)
+    if params is None or reader is None:
         return None
     return await routes.list_tasks(
         user_id=user_id,
-        reader=call.app.state.readers.as_user(user_id),
+        reader=reader,
         params=params,
         request=Request(call.scope),
         now=await _now(call.app),
@@ -143,12 +164,13 @@ async def _list(call: Call, user_id: str) -> Response | None:
 
 async def _read(call: Call, user_id: str) -> Response | None:
     assert call.task_id is not None
-    if call.task_id > TASK_ID_MAX:
+    reader = call.reader(user_id)
+    if call.task_id > TASK_ID_MAX or reader is None:
         return None
     return await routes.read_task(
         user_id=user_id,
         task_id=call.task_id,
-        reader=call.app.state.readers.as_user(user_id),
+        reader=reader,
         if_none_match=call.headers.get("if-none-match"),
     )
 
@@ -162,7 +184,7 @@ async def _create(call: Call, user_id: str) -> Response | None:
         routes.create_task,
         user_id=user_id,
         body=body,
-        writes=call.app.state.writes,
+        writes=call.writes(),
         request=Request(call.scope),
         idempotency_key=key,
     )
@@ -182,7 +204,7 @@ async def _complete(call: Call, user_id: str) -> Response | None:
         routes.complete_task,
         user_id=user_id,
         task_id=call.task_id,
-        writes=call.app.state.writes,
+        writes=call.writes(),
         request=Request(call.scope),
         body=body,
         if_match=call.headers.get("if-match"),

@@ -22,6 +22,15 @@ NEXT_PAGE_LINK = _header('When more tasks remain: `<url of the next page>; rel="
 IDEMPOTENT_REPLAYED = _header(
     "`true` when this is the stored answer to an earlier request with the same Idempotency-Key."
 )
+CONSISTENCY_TOKEN_HEADER = "X-Consistency-Token"  # noqa: S105 (a header name, no secret)
+CONSISTENCY_TOKEN = _header(
+    "Where the database was once this write committed (an opaque token, e.g. `1A2B3C4D`), sent"
+    " when the service reads from replicas. Send it back as `X-Consistency-Token` on the reads"
+    " that must see this write: a read without it may be answered by a replica that has not"
+    " caught up yet."
+)
+WRITTEN = {CONSISTENCY_TOKEN_HEADER: CONSISTENCY_TOKEN}
+"""The headers of every successful write's answer, beyond the task's own."""
 
 READ_PROBLEMS: Responses = {
     401: {"model": Problem, "description": "Missing or invalid bearer token"},

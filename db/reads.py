@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import random
 import re
+import time
 import weakref
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +26,8 @@ from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 
 from db.connections import has_unread_input, libpq_url
+from db.replicas import Replica, Replicas, first_line
+from db.replication import WalPosition
 from db.scope import SET_USER_SQL, Timeouts
 from db.settings import DatabaseSettings
 
@@ -45,7 +48,7 @@ class Reader(Protocol):
 class Readers(Protocol):
     """Hands out Readers bound to a caller (ReadPool in production)."""
 
-    def as_user(self, user_id: str) -> Reader: ...
+    def as_user(self, user_id: str, after: WalPosition | None = None) -> Reader: ...
 
 
 _DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
@@ -111,8 +114,46 @@ async def _refuse_closed(conn: psycopg.AsyncConnection[Any]) -> None:
         raise psycopg.OperationalError("the server closed this pooled connection")
 
 
+def _connection_pool(settings: DatabaseSettings, url: str, name: str) -> AsyncConnectionPool[Any]:
+    return AsyncConnectionPool(
+        libpq_url(url),
+        kwargs={"autocommit": True, "connect_timeout": settings.connect_timeout_seconds},
+        # One connection kept open; more are made while requests wait for one, up to the
+        # maximum, and closed again after ten idle minutes.
+        min_size=1,
+        max_size=settings.pool_size + settings.max_overflow,
+        open=False,
+        check=_refuse_closed,
+        timeout=settings.pool_timeout_seconds,
+        # The pool retries a failed connect in the background with doubling delays; it stops
+        # after this long, and the next request starts a fresh attempt. Kept as short as a
+        # request's wait, so a database that comes back is used within a second or two
+        # instead of after a delay grown long during the outage.
+        reconnect_timeout=settings.pool_timeout_seconds,
+        max_lifetime=settings.pool_recycle_seconds,
+        name=name,
+    )
+
+
+# A read that sent a consistency token asks, in its own message and just before its query,
+# whether the replica has replayed that far; the query's snapshot, taken after, then includes
+# the write. A promoted replica has left the primary's history: never caught up.
+_CAUGHT_UP = (
+    "SELECT pg_is_in_recovery() AND pg_last_wal_replay_lsn() >= %(taskapi_after)s::pg_lsn; "
+)
+_PRIMARY_POSITION_SQL = "SELECT pg_current_wal_flush_lsn()::text"
+
+REPLICA_CHECKOUT_SECONDS = 1.0
+"""Longest a read waits for a replica's pooled connection before the replica is taken out of
+rotation and the primary answers (a replica that went down refuses connections at once)."""
+FIRST_POLL_SECONDS = 0.002
+"""A read waiting for its replica to catch up asks again after this long, then after doubling
+delays, until REPLICA_WAIT_MS have passed."""
+
+
 class ReadPool:
-    """Autocommit connections for the query side, shared by every request of a worker."""
+    """Connections for the query side, shared by every request of a worker: a pool on the
+    primary, and one on each replica of READ_DATABASE_URL (db/replicas.py, ADR 0016)."""
 
     def __init__(self, settings: DatabaseSettings) -> None:
         self._timeouts = Timeouts.from_settings(settings)
@@ -120,51 +161,102 @@ class ReadPool:
         self._prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[str]] = (
             weakref.WeakKeyDictionary()
         )
-        self._pool = AsyncConnectionPool(
-            libpq_url(settings.read_url()),
-            kwargs={"autocommit": True, "connect_timeout": settings.connect_timeout_seconds},
-            # One connection kept open; more are made while requests wait for one, up to the
-            # maximum, and closed again after ten idle minutes.
-            min_size=1,
-            max_size=settings.pool_size + settings.max_overflow,
-            open=False,
-            check=_refuse_closed,
-            timeout=settings.pool_timeout_seconds,
-            # The pool retries a failed connect in the background with doubling delays; it stops
-            # after this long, and the next request starts a fresh attempt. Kept as short as a
-            # request's wait, so a database that comes back is used within a second or two
-            # instead of after a delay grown long during the outage.
-            reconnect_timeout=settings.pool_timeout_seconds,
-            max_lifetime=settings.pool_recycle_seconds,
-            name="reads",
+        self._wait_seconds = settings.replica_wait_ms / 1000
+        self._pool = _connection_pool(settings, settings.write_url(), "reads")
+        self.replicas = Replicas(
+            settings,
+            lambda url, number: _connection_pool(settings, url, f"reads-replica-{number}"),
         )
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
+        await self.replicas.open(self.primary_position)
 
     async def close(self) -> None:
+        await self.replicas.close()
         await self._pool.close()
 
     def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        """A pooled connection with nothing set on it (readiness probes, tests)."""
+        """A pooled connection to the primary with nothing set on it (readiness, tests)."""
         return self._pool.connection()
 
     async def ping(self) -> None:
         async with self.connection() as conn:
             await conn.execute("SELECT 1")
 
-    def as_user(self, user_id: str) -> "UserReader":
-        return UserReader(self, user_id)
+    async def primary_position(self) -> WalPosition | None:
+        """How far the primary has written (and flushed); None if it does not answer."""
+        try:
+            async with self.connection() as conn:
+                cursor = await conn.execute(_PRIMARY_POSITION_SQL, prepare=False)
+                row = await cursor.fetchone()
+        except psycopg.OperationalError:
+            return None
+        return None if row is None else WalPosition.parse(row[0])
+
+    def as_user(self, user_id: str, after: WalPosition | None = None) -> "UserReader":
+        """Reads as `user_id`; with `after`, reads that see everything up to that position."""
+        return UserReader(self, user_id, after)
 
     async def fetch(
-        self, user_id: str, statement: TextClause, params: Mapping[str, Any]
+        self,
+        user_id: str,
+        statement: TextClause,
+        params: Mapping[str, Any],
+        after: WalPosition | None = None,
     ) -> list[Row]:
+        """The statement's rows: from a replica in rotation when one has replayed `after` (or
+        at once without it), else from the primary."""
         read = compiled_read(statement)
         binds = {**params, **{"taskapi_" + k: v for k, v in self._timeouts.binds(user_id).items()}}
+        replica = self.replicas.next()
+        if replica is not None:
+            rows = await self._on_replica(replica, read, binds, after)
+            if rows is not None:
+                return rows
+        rows = await self._fetch(self._pool, read, binds)
+        assert rows is not None  # no position asked for: always an answer
+        return rows
+
+    async def _on_replica(
+        self,
+        replica: Replica,
+        read: CompiledRead,
+        binds: dict[str, Any],
+        after: WalPosition | None,
+    ) -> list[Row] | None:
+        """The rows from `replica`, or None: it has not replayed `after` within REPLICA_WAIT_MS,
+        or it failed (and is out of rotation), and the primary must answer."""
+        deadline = time.monotonic() + self._wait_seconds
+        delay = FIRST_POLL_SECONDS
+        try:
+            while True:
+                rows = await self._fetch(replica.pool, read, binds, after, REPLICA_CHECKOUT_SECONDS)
+                left = deadline - time.monotonic()
+                if rows is not None or left <= 0:
+                    return rows
+                await asyncio.sleep(min(delay, left))
+                delay *= 2
+        except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable):
+            raise  # the statement's own timeout: the answer, as it would be on the primary
+        except psycopg.errors.SerializationFailure:
+            return None  # cancelled by a conflict with the replica's replay: ask the primary
+        except psycopg.OperationalError as exc:
+            replica.take_out(f"down: a read failed ({first_line(exc)})")
+            return None
+
+    async def _fetch(
+        self,
+        pool: AsyncConnectionPool[Any],
+        read: CompiledRead,
+        binds: dict[str, Any],
+        after: WalPosition | None = None,
+        checkout_seconds: float | None = None,
+    ) -> list[Row] | None:
         for attempt in range(1, READ_ATTEMPTS + 1):
-            async with self._pool.connection() as conn:
+            async with pool.connection(checkout_seconds) as conn:
                 try:
-                    return await self._fetch_once(conn, read, binds)
+                    return await self._fetch_once(conn, read, binds, after)
                 except psycopg.OperationalError:
                     # On a live connection the statement itself failed (a timeout, say): that
                     # is the answer. On a dead one it may or may not have run, and a read
@@ -176,48 +268,71 @@ class ReadPool:
         raise AssertionError("unreachable")
 
     async def _fetch_once(
-        self, conn: psycopg.AsyncConnection[Any], read: CompiledRead, binds: dict[str, Any]
-    ) -> list[Row]:
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        read: CompiledRead,
+        binds: dict[str, Any],
+        after: WalPosition | None,
+    ) -> list[Row] | None:
+        """One message: the caller's settings, the replay check if asked, the query. None when
+        the replica has not replayed `after`."""
+        check = ""
+        if after is not None:
+            check = _CAUGHT_UP
+            binds = {**binds, "taskapi_after": str(after)}
         if not self._prepare:
-            return await _run(conn, _SET_USER + read.plain, binds)
+            return await _run(conn, _SET_USER + check + read.plain, binds, checked=bool(check))
         prepared = self._prepared.setdefault(conn, set())
-        message = _SET_USER
+        preparation = ""
         if read.name not in prepared:
+            preparation = read.prepare + "; "
             if len(prepared) >= PREPARED_PER_CONNECTION:
-                message += "DEALLOCATE ALL; "
+                preparation = "DEALLOCATE ALL; " + preparation
                 prepared.clear()
-            message += read.prepare + "; "
         try:
-            rows = await _run(conn, message + read.execute, binds)
+            message = _SET_USER + check + preparation + read.execute
+            rows = await _run(conn, message, binds, checked=bool(check))
         except (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName):
             # The connection's prepared statements are not what we noted (a failed message
             # after its PREPARE, say): start its list again, with this statement prepared anew.
             prepared.clear()
-            message = _SET_USER + "DEALLOCATE ALL; " + read.prepare + "; " + read.execute
-            rows = await _run(conn, message, binds)
+            message = _SET_USER + check + "DEALLOCATE ALL; " + read.prepare + "; " + read.execute
+            rows = await _run(conn, message, binds, checked=bool(check))
         prepared.add(read.name)
         return rows
 
 
 async def _run(
-    conn: psycopg.AsyncConnection[Any], message: str, binds: dict[str, Any]
-) -> list[Row]:
-    """Send `message` (several statements) once and return the last statement's rows."""
+    conn: psycopg.AsyncConnection[Any], message: str, binds: dict[str, Any], *, checked: bool
+) -> list[Row] | None:
+    """Send `message` (several statements) once and return the last statement's rows; with
+    `checked`, None instead when the message's second statement answered false."""
     cursor = psycopg.AsyncClientCursor(conn)
     await cursor.execute(message, binds)
+    caught_up = True
+    if checked:
+        cursor.nextset()
+        caught_up = bool(_first_value(await cursor.fetchone()))
     while cursor.nextset():
         pass
-    return await cursor.fetchall()
+    rows = await cursor.fetchall()
+    return rows if caught_up else None
+
+
+def _first_value(row: Row | None) -> Any:
+    return None if row is None else row[0]
 
 
 class UserReader:
-    """A ReadPool bound to the caller: what a request's read routes and queries receive."""
+    """A ReadPool bound to the caller (and to the position its reads must see, if it sent
+    one): what a request's read routes and queries receive."""
 
-    __slots__ = ("_pool", "_user_id")
+    __slots__ = ("_after", "_pool", "_user_id")
 
-    def __init__(self, pool: ReadPool, user_id: str) -> None:
+    def __init__(self, pool: ReadPool, user_id: str, after: WalPosition | None = None) -> None:
         self._pool = pool
         self._user_id = user_id
+        self._after = after
 
     async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]:
-        return await self._pool.fetch(self._user_id, statement, params)
+        return await self._pool.fetch(self._user_id, statement, params, self._after)

@@ -7,6 +7,8 @@ pooled connection (or a PgBouncer/Neon pooler backend) never carries one user's 
 another client's transaction. See docs/adr/0003 and 0007.
 """
 
+import copy
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,10 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.orm import SessionTransaction, sessionmaker
 from sqlmodel import Session
 
+from db.replication import POSITION_NOW_SQL, WalPosition
 from db.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
 
 # One statement scopes a transaction: the caller for row-level security, and how long any
 # statement may run or wait for a lock. All three are transaction-local (`true`).
@@ -52,33 +57,101 @@ def act_as(conn: Connection, user_id: str, timeouts: Timeouts | None = None) -> 
 
 _CALLER = "taskapi_user_id"
 """`Session.info` key: the user a write session acts for."""
+_CONNECTION = "taskapi_connection"
+"""`Session.info` key: the connection of the transaction the session is in."""
+_COMMITTED_AT = "taskapi_committed_at"
+"""`Session.info` key: the WAL position at or past the session's last commit."""
 
 
 class WriteSessions:
     """The write side's sessions, each acting for one caller.
 
     Every transaction such a session begins names its caller with SET_USER_SQL, sent in the
-    same round trip as the transaction's first statement (see `_glue_settings`).
+    same round trip as the transaction's first statement (see `_glue_settings`). With
+    `positions` on (the service turns it on when it reads from replicas), each commit is followed
+    by one more round trip that notes the primary's WAL position: `committed_at` holds the last
+    one, the consistency token a read on a replica waits for (docs/adr/0016).
     """
 
+    committed_at: WalPosition | None = None
+
     def __init__(
-        self, bind: Engine | Connection, timeouts: Timeouts | None = None, **options: Any
+        self,
+        bind: Engine | Connection,
+        timeouts: Timeouts | None = None,
+        *,
+        positions: bool = False,
+        **options: Any,
     ) -> None:
         self._timeouts = timeouts or Timeouts()
         self._factory = sessionmaker(bind, class_=Session, expire_on_commit=False, **options)
         event.listen(self._factory, "after_begin", self._name_the_caller)
+        if positions:
+            event.listen(self._factory, "after_begin", _remember_the_connection)
+            event.listen(self._factory, "after_commit", _note_the_position)
         _glue_settings(bind.engine)
+
+    def for_one_caller(self) -> "WriteSessions":
+        """The same sessions, with a `committed_at` of their own: what one request writes with
+        (a WriteSessions is shared by every request of a worker)."""
+        writes = copy.copy(self)
+        writes.committed_at = None
+        return writes
 
     @contextmanager
     def as_user(self, user_id: str) -> Iterator[Session]:
         with self._factory(info={_CALLER: user_id}) as session:
             yield session
+        self.committed_at = session.info.get(_COMMITTED_AT, self.committed_at)
 
     def _name_the_caller(
         self, session: Session, _transaction: SessionTransaction, connection: Connection
     ) -> None:
         binds = self._timeouts.binds(session.info[_CALLER])
         connection.info[_PENDING_SETTINGS] = {"taskapi_" + name: binds[name] for name in binds}
+
+
+def _remember_the_connection(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    session.info[_CONNECTION] = connection
+
+
+def _note_the_position(session: Session) -> None:
+    """Right after the commit, on the connection that committed, before it goes back to the
+    pool: the primary's insert position, which is at or past the end of the commit's record."""
+    connection: Connection | None = session.info.pop(_CONNECTION, None)
+    if connection is None or connection.closed:
+        return
+    try:
+        session.info[_COMMITTED_AT] = position_now(connection.connection.dbapi_connection)
+    except Exception:  # psycopg2's errors (it has no stubs), after a commit that stands
+        # The write is committed: failing its request now would invite a retry that writes
+        # twice. It is answered without a token; a read may then miss it until the replica
+        # catches up, as any read without one may.
+        log.warning("the position of a committed write could not be read", exc_info=True)
+
+
+_PSYCOPG2_STATUS_READY = 1
+"""psycopg2.extensions.STATUS_READY: no transaction open (psycopg2 ships no type stubs)."""
+
+
+def position_now(dbapi_connection: Any) -> WalPosition:
+    """The primary's WAL insert position, read on a psycopg2 connection in one round trip."""
+    # Outside a transaction, psycopg2 would send a BEGIN (a round trip of its own) before the
+    # query and leave a transaction for the pool to roll back: autocommit for this one query.
+    # Inside one (tests join their own transaction), the query simply runs in it.
+    idle = dbapi_connection.status == _PSYCOPG2_STATUS_READY
+    if idle:
+        dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(POSITION_NOW_SQL)
+            (text,) = cursor.fetchone()
+    finally:
+        if idle:
+            dbapi_connection.autocommit = False
+    return WalPosition.parse(text)
 
 
 # SET_USER_SQL in psycopg2's paramstyle, to glue in front of a statement already compiled; its

@@ -20,7 +20,8 @@ class DatabaseSettings(BaseSettings):
     # Unset means: start the embedded PostgreSQL kept under `data_dir`.
     database_url: str | None = None
     """The service's own connection: a role that owns nothing and cannot bypass row security."""
-    # The query side's server; defaults to `database_url` (set it to a replica to split reads).
+    # The query side's replicas, comma-separated; unset: reads go to `database_url` (see the
+    # read replicas block below and docs/adr/0016).
     read_database_url: str | None = None
     migration_database_url: str | None = None
     """The schema owner's connection, used only to migrate; defaults to `database_url`."""
@@ -48,8 +49,21 @@ class DatabaseSettings(BaseSettings):
             raise RuntimeError("database_url is not set and no embedded server was started")
         return self.database_url
 
-    def read_url(self) -> str:
-        return self.read_database_url or self.write_url()
-
     def migration_url(self) -> str:
         return self.migration_database_url or self.write_url()
+
+    # --- Read replicas and read-your-writes (issue 15, docs/adr/0016) ---
+    replica_wait_ms: int = Field(default=50, ge=0)
+    """Longest a read that sent a consistency token waits for a replica to replay that far;
+    then it reads from the primary."""
+    replica_max_lag_ms: int = Field(default=5000, ge=0)
+    """A replica further behind the primary than this is taken out of rotation until it catches
+    up (reads without a token may be this stale, plus one check interval)."""
+    replica_check_ms: int = Field(default=1000, ge=10)
+    """How often each worker checks each replica: up or down, replaying or promoted, how far
+    behind."""
+
+    def replica_urls(self) -> list[str]:
+        """READ_DATABASE_URL's servers, in order; the primary's own URL is not a replica."""
+        urls = [url.strip() for url in (self.read_database_url or "").split(",") if url.strip()]
+        return [url for url in urls if url != self.database_url]

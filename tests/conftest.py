@@ -127,7 +127,8 @@ class WritesOnConnection(WriteSessions):
     test's outer transaction stays open. Runs as the service's role unless `app_role` is off."""
 
     def __init__(self, conn: Connection, *, app_role: bool = True) -> None:
-        super().__init__(conn, join_transaction_mode="create_savepoint")
+        # Positions on, as when the service reads from replicas: every API test sees tokens.
+        super().__init__(conn, join_transaction_mode="create_savepoint", positions=True)
         self._conn = conn
         self._app_role = app_role
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, TextClause, text
 
 from db import embedded
 from db.reads import Row
+from db.replication import WalPosition
 from db.scope import act_as
 
 
@@ -47,5 +48,6 @@ class ConnectionReaders:
         self.conn = conn
         self.app_role = app_role
 
-    def as_user(self, user_id: str) -> ConnectionReader:
+    def as_user(self, user_id: str, after: WalPosition | None = None) -> ConnectionReader:
+        # One connection, to the primary: it has every write, whatever position is asked for.
         return ConnectionReader(self.conn, user_id, app_role=self.app_role)

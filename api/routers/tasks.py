@@ -20,6 +20,7 @@ from api.etags import (
 from api.list_params import ListParams
 from api.responses import (
     CONDITIONAL,
+    CONSISTENCY_TOKEN_HEADER,
     ETAG,
     IDEMPOTENT,
     IDEMPOTENT_REPLAYED,
@@ -27,6 +28,7 @@ from api.responses import (
     NEXT_PAGE_LINK,
     NOT_FOUND,
     TASK_PROBLEMS,
+    WRITTEN,
     task_answer,
 )
 from api.schemas import TASK_ID_MAX, CompletionBody, TaskCreate, TaskOut, TaskUpdate
@@ -43,6 +45,7 @@ from commands.tasks import (
 )
 from db.models import Task
 from db.reads import Reader
+from db.scope import WriteSessions
 from queries import tasks as queries
 from queries.tasks import Position, TaskRow
 
@@ -65,10 +68,19 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def task_response(task: Task, status_code: int = 200, *, replayed: bool = False) -> Response:
-    """The task as JSON with its ETag (and Location when created); a replay says it is one."""
+def written(writes: WriteSessions) -> dict[str, str]:
+    """The consistency token of what `writes` committed: send it back to read your writes."""
+    position = writes.committed_at
+    return {} if position is None else {CONSISTENCY_TOKEN_HEADER: position.token}
+
+
+def task_response(
+    task: Task, writes: WriteSessions, status_code: int = 200, *, replayed: bool = False
+) -> Response:
+    """The task as JSON with its ETag (and Location when created) and the consistency token;
+    a replay says it is one."""
     out = TaskOut.model_validate(task)
-    headers = {"ETag": etag(out.version)}
+    headers = {"ETag": etag(out.version), **written(writes)}
     if status_code == status.HTTP_201_CREATED:
         headers["Location"] = f"/api/{out.user_id}/tasks/{out.id}"
     if replayed:
@@ -86,7 +98,7 @@ def run(
 ) -> Response:
     """Dispatch, once per Idempotency-Key when one was sent, and answer with the task."""
     if key is None:
-        return task_response(dispatch(cmd, writes), status_code)
+        return task_response(dispatch(cmd, writes), writes, status_code)
     sent = "" if body is None else body.model_dump_json(exclude_unset=True)
     idempotency = IdempotencyKey(
         user_id=cmd.user_id,
@@ -94,7 +106,7 @@ def run(
         fingerprint=fingerprint(request.method, request.url.path, sent),
     )
     task, replayed = dispatch_once(cmd, writes, idempotency)
-    return task_response(task, status_code, replayed=replayed)
+    return task_response(task, writes, status_code, replayed=replayed)
 
 
 async def read_page(
@@ -152,7 +164,9 @@ async def list_tasks(
     response_model=TaskOut,
     responses={
         **IDEMPOTENT,
-        **task_answer(201, Location=LOCATION, **{"Idempotent-Replayed": IDEMPOTENT_REPLAYED}),
+        **task_answer(
+            201, Location=LOCATION, **{"Idempotent-Replayed": IDEMPOTENT_REPLAYED}, **WRITTEN
+        ),
     },
     operation_id="createTask",
     summary="Create a task",
@@ -210,14 +224,14 @@ async def read_task(
 @router.put(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**CONDITIONAL, **task_answer(200)},
+    responses={**CONDITIONAL, **task_answer(200, **WRITTEN)},
     operation_id="updateTask",
     summary="Update a task",
 )
 @router.patch(
     "/{task_id}",
     response_model=TaskOut,
-    responses={**CONDITIONAL, **task_answer(200)},
+    responses={**CONDITIONAL, **task_answer(200, **WRITTEN)},
     operation_id="patchTask",
     summary="Change some fields (JSON Merge Patch, RFC 7396)",
     openapi_extra={
@@ -243,13 +257,13 @@ def update_task(
         if_version=if_match_versions(if_match),
         changes=body.changes(),
     )
-    return task_response(dispatch(cmd, writes))
+    return task_response(dispatch(cmd, writes), writes)
 
 
 @router.delete(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=CONDITIONAL,
+    responses={**CONDITIONAL, 204: {"headers": WRITTEN}},
     operation_id="deleteTask",
     summary="Delete a task",
 )
@@ -258,7 +272,7 @@ def delete_task(
 ) -> Response:
     cmd = DeleteTask(user_id=user_id, task_id=task_id, if_version=if_match_versions(if_match))
     dispatch(cmd, writes)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=written(writes))
 
 
 @router.patch(
@@ -267,7 +281,7 @@ def delete_task(
     responses={
         **CONDITIONAL,
         **IDEMPOTENT,
-        **task_answer(200, **{"Idempotent-Replayed": IDEMPOTENT_REPLAYED}),
+        **task_answer(200, **{"Idempotent-Replayed": IDEMPOTENT_REPLAYED}, **WRITTEN),
     },
     operation_id="completeTask",
     summary='Toggle completion, or set it with a body {"completed": true|false}',

@@ -87,6 +87,7 @@ def test_responses_to_an_allowed_origin_expose_the_headers_a_client_reads(
         h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
     }
     assert exposed >= {"etag", "link", "location", "idempotent-replayed", "retry-after"}
+    assert "x-consistency-token" in exposed
     assert "x-request-id" in exposed
 
 

@@ -294,3 +294,11 @@ def test_any_create_body_is_answered_as_the_route_answers_it(
     pair: Pair, connection: Connection, body: dict[str, Any]
 ) -> None:
     assert_same_writes(pair, connection, post(json.dumps(body)))
+
+
+@pytest.mark.parametrize("token", ["1A2B3C", "0", "zz", "", " 1A ", "1" * 17])
+def test_reads_after_a_consistency_token_are_answered_as_the_route_answers_them(
+    pair: Pair, token: str
+) -> None:
+    for url in ("/api/alice/tasks?limit=2", "/api/alice/tasks/1"):
+        assert_same(pair, url, {"X-Consistency-Token": token})
