@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=1000, ge=1)
     """Connections per worker; one beyond gets 503 with Retry-After on arrival, then is closed."""
 
+    # --- Change feed and live stream (issue 13, docs/adr/0014) ---
+    tombstone_retention_days: float = Field(default=30.0, gt=0)
+    """How long a deleted task's tombstone is kept; a change token that may have missed a purged
+    one is answered 410 Gone."""
+    changes_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """A stream sends a comment this often when idle, and re-reads the feed then."""
+    changes_streams_per_user: int = Field(default=10, ge=1)
+    """Open change streams one user may hold on one worker; beyond it 429."""
+    changes_streams_per_worker: int = Field(default=500, ge=1)
+    """Open change streams per worker, for all users; beyond it 503 with Retry-After."""
+
     def write_url(self) -> str:
         if self.database_url is None:
             raise RuntimeError("database_url is not set and no embedded server was started")

@@ -30,8 +30,6 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-CHANNEL = "task_changes"
-
 NUMBER_EXISTING_TASKS = """
 UPDATE tasks SET change_seq = numbered.n
 FROM (SELECT user_id, id,
@@ -61,7 +59,7 @@ CREATE FUNCTION task_stamp_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.change_seq := task_next_change(NEW.user_id);
-    PERFORM pg_notify('""" + CHANNEL + """', NEW.user_id);
+    PERFORM pg_notify('task_changes', NEW.user_id);
     RETURN NEW;
 END
 $$
@@ -72,7 +70,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO task_tombstones (user_id, id, change_seq, deleted_at)
     VALUES (OLD.user_id, OLD.id, task_next_change(OLD.user_id), now());
-    PERFORM pg_notify('""" + CHANNEL + """', OLD.user_id);
+    PERFORM pg_notify('task_changes', OLD.user_id);
     RETURN NULL;
 END
 $$
@@ -176,9 +174,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "id", name="task_tombstones_pkey"),
     )
-    op.create_index(
-        "task_tombstones_user_change_idx", "task_tombstones", ["user_id", "change_seq"]
-    )
+    op.create_index("task_tombstones_user_change_idx", "task_tombstones", ["user_id", "change_seq"])
     op.create_index(
         "task_tombstones_user_deleted_idx", "task_tombstones", ["user_id", "deleted_at"]
     )
