@@ -144,7 +144,7 @@ class StreamClient:
                     current[name] = value.removeprefix(" ")
             self.ended_cleanly = True
             self.events.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:  # handed to the test thread
             self._opened.set()
             self.events.put(exc)
 
@@ -201,7 +201,8 @@ def test_a_write_through_one_worker_reaches_streams_on_both_within_a_second(
         for stream in (on_first, on_second):
             assert stream.status == 200
             retry = stream.next_event()
-            assert retry is not None and retry.data is None  # the `retry:` line came first
+            assert retry is not None  # the `retry:` line came first
+            assert retry.data is None
 
         for via, title in ((first, "via first"), (second, "via second")):
             written = time.monotonic()
