@@ -35,8 +35,8 @@ LastEventId = Annotated[
 ]
 EVENT_STREAM_DOC = {
     "description": "Server-Sent Events: a `retry:` line, then one event per change (`data` is"
-    " a change object as in the feed, `id` the token after it), and a `: heartbeat` comment"
-    " when idle.",
+    " a change object as in the feed, `TaskUpserted` or `TaskDeleted`; `id` is the token after"
+    " it), and a `: heartbeat` comment when idle.",
     "content": {"text/event-stream": {"schema": {"type": "string"}}},
 }
 

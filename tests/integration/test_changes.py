@@ -323,3 +323,20 @@ def test_reading_the_feed_purges_the_users_expired_tombstones(engine: Any, issue
             conn.execute(text("DELETE FROM task_tombstones WHERE user_id = :u"), {"u": user})
 
     assert remaining == [4]
+
+
+def test_the_openapi_document_describes_the_feed_and_the_stream(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    feed_operation = paths["/api/{user_id}/changes"]["get"]
+    stream_operation = paths["/api/{user_id}/changes/stream"]["get"]
+
+    assert feed_operation["operationId"] == "listChanges"
+    assert feed_operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChangeFeed"
+    }
+    assert "410" in feed_operation["responses"]
+    assert stream_operation["operationId"] == "streamChanges"
+    assert list(stream_operation["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert "Retry-After" in stream_operation["responses"]["429"]["headers"]
+    headers = [p["name"] for p in stream_operation["parameters"] if p["in"] == "header"]
+    assert headers == ["Last-Event-ID"]
