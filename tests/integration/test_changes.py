@@ -340,3 +340,11 @@ def test_the_openapi_document_describes_the_feed_and_the_stream(client: TestClie
     assert "Retry-After" in stream_operation["responses"]["429"]["headers"]
     headers = [p["name"] for p in stream_operation["parameters"] if p["in"] == "header"]
     assert headers == ["Last-Event-ID"]
+
+
+def test_head_on_the_stream_answers_its_headers_and_ends(client: TestClient) -> None:
+    response = client.head("/api/alice/changes/stream")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content == b""
