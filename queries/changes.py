@@ -53,7 +53,8 @@ CURRENT_TASKS_SQL = text(_page_sql(only_tasks=True))
 
 
 class ChangesGone(Exception):
-    """The token is older than the oldest tombstone still kept: deletions may have been missed."""
+    """Deletions after the token may have been missed: tombstones after it were purged, or the
+    database was restored from a backup older than the token."""
 
     def __init__(self, since: int, purged_through: int) -> None:
         super().__init__(f"changes after {since} are gone (purged through {purged_through})")
@@ -98,10 +99,12 @@ async def read_changes(
     binds = {"user_id": user_id, "since": since or 0, "limit": limit + 1}
     rows = await reader.fetch(statement, binds)
     last_change, purged_through = rows[0][0], rows[0][1]
-    if since is not None and since < purged_through:
+    # Below the purge mark a deletion may have been missed; above the last number, the token
+    # is from before a restore of an older backup, whose numbers will be given out again.
+    if since is not None and not purged_through <= since <= last_change:
         raise ChangesGone(since, purged_through)
     changes = [_change(row) for row in rows if row[2] is not None]
     has_more = len(changes) > limit
     changes = changes[:limit]
-    next_seq = changes[-1].seq if has_more else max(last_change, since or 0)
+    next_seq = changes[-1].seq if has_more else last_change
     return ChangePage(changes=changes, next=next_seq, has_more=has_more)

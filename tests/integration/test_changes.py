@@ -348,3 +348,19 @@ def test_head_on_the_stream_answers_its_headers_and_ends(client: TestClient) -> 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.content == b""
+
+
+def test_a_token_ahead_of_the_database_is_gone_as_after_restoring_an_older_backup(
+    client: TestClient, connection: Connection
+) -> None:
+    create(client)
+    token = feed(client)["next"]
+    create(client, title="lost with the restore")
+    ahead = feed(client, since=token)["next"]
+    # As if restored from a backup taken before the second task: its number is given again.
+    connection.execute(
+        text("UPDATE task_counters SET last_change = last_change - 1 WHERE user_id = 'alice'")
+    )
+
+    problem = assert_problem(client.get("/api/alice/changes", params={"since": ahead}), 410)
+    assert problem["type"] == "/problems/changes-gone"
