@@ -5,7 +5,9 @@
   ends, so two transactions of one user take their numbers in the order they commit: a reader
   that sees number n committed has already seen every smaller one (docs/adr/0014).
 - `tasks.change_seq` is the number of a task's latest change; a deleted task leaves a row in
-  `task_tombstones` with the number of its deletion. `task_counters.purged_through` is the
+  `task_tombstones` with the number of its deletion. Ids are never given twice (0005); should
+  one be (a counter reset by hand, as the benchmark's reset does), the new task's insert removes
+  the old tombstone and a second delete renumbers it. `task_counters.purged_through` is the
   highest number of a tombstone purged: a token below it may have missed a deletion (410).
 - The trigger notifies channel `task_changes` with the user id; PostgreSQL delivers it at commit,
   once per transaction and user.
@@ -59,6 +61,10 @@ CREATE FUNCTION task_stamp_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.change_seq := task_next_change(NEW.user_id);
+    IF TG_OP = 'INSERT' THEN
+        -- An id given again (after a counter was reset by hand) replaces its old tombstone.
+        DELETE FROM task_tombstones WHERE user_id = NEW.user_id AND id = NEW.id;
+    END IF;
     PERFORM pg_notify('task_changes', NEW.user_id);
     RETURN NEW;
 END
@@ -68,8 +74,10 @@ TOMBSTONE_FUNCTION = """
 CREATE FUNCTION task_leave_tombstone() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO task_tombstones (user_id, id, change_seq, deleted_at)
-    VALUES (OLD.user_id, OLD.id, task_next_change(OLD.user_id), now());
+    INSERT INTO task_tombstones AS t (user_id, id, change_seq, deleted_at)
+    VALUES (OLD.user_id, OLD.id, task_next_change(OLD.user_id), now())
+    ON CONFLICT (user_id, id)
+    DO UPDATE SET change_seq = excluded.change_seq, deleted_at = excluded.deleted_at;
     PERFORM pg_notify('task_changes', OLD.user_id);
     RETURN NULL;
 END
@@ -91,7 +99,7 @@ TASK_TOMBSTONES_RLS = (
         USING (user_id = (SELECT current_setting('app.user_id', true)))
         WITH CHECK (user_id = (SELECT current_setting('app.user_id', true)))
     """,
-    "GRANT SELECT, INSERT, DELETE ON task_tombstones TO taskapi_app",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON task_tombstones TO taskapi_app",
 )
 
 # Frozen copies of the full view text; `change_seq` is appended so existing columns keep
