@@ -30,6 +30,8 @@ from db.models import (
     USER_ID_MAX,
     Priority,
 )
+from queries.changes import DEFAULT_LIMIT as CHANGES_DEFAULT_LIMIT
+from queries.changes import MAX_LIMIT as CHANGES_MAX_LIMIT
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.@:-]{1," + str(USER_ID_MAX) + "}$"
 TASK_ID_MAX = 2**63 - 1  # PostgreSQL bigint
@@ -335,7 +337,12 @@ class ChangesQuery(BaseModel):
         description="A `next` (or stream event `id`) from an earlier answer; leave it out to"
         " start from the user's current tasks.",
     )
-    limit: int = Field(500, ge=1, le=1000, description="Most changes in this answer.")
+    limit: int = Field(
+        CHANGES_DEFAULT_LIMIT,
+        ge=1,
+        le=CHANGES_MAX_LIMIT,
+        description="Most changes in this answer.",
+    )
 
 
 class StreamQuery(BaseModel):
