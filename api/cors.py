@@ -22,6 +22,7 @@ ALLOWED_HEADERS = (
     "If-Match",
     "If-None-Match",
     "Idempotency-Key",
+    "Last-Event-ID",
     "X-Consistency-Token",
     "X-Request-ID",
 )

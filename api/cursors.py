@@ -35,6 +35,14 @@ class CursorSecretTooShort(ValueError):
     pass
 
 
+class NotSealed(ValueError):
+    """A token this service did not sign: malformed, or `altered` after signing."""
+
+    def __init__(self, *, altered: bool) -> None:
+        super().__init__("altered" if altered else "malformed")
+        self.altered = altered
+
+
 def configured_secret(settings: Settings) -> bytes | None:
     """CURSOR_SECRET's bytes, None when unset; too short (empty included) is refused."""
     if settings.cursor_secret is None:
@@ -84,22 +92,35 @@ class CursorCodec:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key(), payload, hashlib.sha256).digest()[:SIGNATURE_BYTES]
 
-    def encode(self, position: Position, bound_to: str) -> str:
-        payload = json.dumps([VERSION, bound_to, position.key, position.id]).encode()
+    def seal(self, payload: bytes) -> str:
+        """`payload`, signed: opaque to clients and impossible for them to alter."""
         return _b64encode(payload) + "." + _b64encode(self._sign(payload))
+
+    def unseal(self, token: str) -> bytes:
+        """The payload of a token `seal` made; NotSealed if it was not, or was altered."""
+        try:
+            encoded_payload, encoded_signature = token.split(".")
+            payload = _b64decode(encoded_payload)
+            signature = _b64decode(encoded_signature)
+        except (ValueError, binascii.Error):
+            raise NotSealed(altered=False) from None
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            raise NotSealed(altered=True)
+        return payload
+
+    def encode(self, position: Position, bound_to: str) -> str:
+        return self.seal(json.dumps([VERSION, bound_to, position.key, position.id]).encode())
 
     def decode(self, cursor: str, bound_to: str) -> Position:
         """The position in `cursor`; a 422 if it was altered or made for other parameters."""
         try:
-            encoded_payload, encoded_signature = cursor.split(".")
-            payload = _b64decode(encoded_payload)
-            signature = _b64decode(encoded_signature)
-        except (ValueError, binascii.Error):
-            raise invalid_cursor("is not a cursor this service issued") from None
-        if not hmac.compare_digest(signature, self._sign(payload)):
+            payload = self.unseal(cursor)
+        except NotSealed as refused:
+            if not refused.altered:
+                raise invalid_cursor("is not a cursor this service issued") from None
             raise invalid_cursor(
                 "was altered or has expired; start again from the first page without a cursor"
-            )
+            ) from None
         try:
             version, bound, key, row_id = json.loads(payload)
         except (ValueError, TypeError):

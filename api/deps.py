@@ -97,5 +97,13 @@ async def get_reader(
     return readers.as_user(user_id, after)
 
 
+async def get_primary_reader(request: Request, user_id: CurrentUser) -> Reader:
+    """The query side as the caller, on the primary only: for the change feed, which must
+    never answer from behind a token it gave out itself (docs/adr/0016)."""
+    readers: Readers = request.app.state.readers
+    return readers.primary_as_user(user_id)
+
+
 WritesDep = Annotated[WriteSessions, Depends(get_writes)]
 ReaderDep = Annotated[Reader, Depends(get_reader)]
+PrimaryReaderDep = Annotated[Reader, Depends(get_primary_reader)]

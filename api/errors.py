@@ -15,11 +15,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from api.auth.errors import KeysUnavailable, NotAuthenticated, WrongUser
+from api.change_stream import StreamsFull, TooManyStreams
 from api.etags import etag
 from api.problems import (
+    CHANGES_GONE,
     IDEMPOTENCY_KEY_REUSED,
     KEYS_UNAVAILABLE,
     MAX_SHOWN,
+    SERVER_BUSY,
+    TOO_MANY_STREAMS,
     ProblemKind,
     kind_for_status,
     shown,
@@ -28,6 +32,7 @@ from api.request_context import REQUEST_ID_HEADER, current_request_id
 from api.schemas import TaskOut
 from commands.errors import TaskNotFound, VersionConflict
 from commands.idempotency import IdempotencyKeyInUse, IdempotencyKeyReused
+from queries.changes import ChangesGone
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +227,39 @@ def _on_key_reused(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _on_changes_gone(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChangesGone)
+    return problem_response(
+        410,
+        "Deletions after this token are no longer kept. Sync again from the start: call the"
+        " change feed without `since`, replace your copy, then continue with its `next`.",
+        kind=CHANGES_GONE,
+    )
+
+
+STREAM_RETRY_AFTER_SECONDS = 30
+
+
+def _on_too_many_streams(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooManyStreams)
+    return problem_response(
+        429,
+        "This user has as many change streams open on this server as it allows.",
+        kind=TOO_MANY_STREAMS,
+        headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _on_streams_full(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StreamsFull)
+    return problem_response(
+        503,
+        "This server holds as many change streams as it allows; retry shortly.",
+        kind=SERVER_BUSY,
+        headers={"Retry-After": str(STREAM_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _on_not_authenticated(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, NotAuthenticated)
     # RFC 6750: name the error only when a token was sent.
@@ -266,6 +304,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VersionConflict, _on_version_conflict)
     app.add_exception_handler(IdempotencyKeyInUse, _on_key_in_use)
     app.add_exception_handler(IdempotencyKeyReused, _on_key_reused)
+    app.add_exception_handler(ChangesGone, _on_changes_gone)
+    app.add_exception_handler(TooManyStreams, _on_too_many_streams)
+    app.add_exception_handler(StreamsFull, _on_streams_full)
     app.add_exception_handler(NotAuthenticated, _on_not_authenticated)
     app.add_exception_handler(WrongUser, _on_wrong_user)
     app.add_exception_handler(KeysUnavailable, _on_keys_unavailable)

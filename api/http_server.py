@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 # the refusal in the client's receive buffer before the client has read it.
 LINGER_SECONDS = 2.0
 RETRY_AFTER_SECONDS = 1
+ON_SERVER_STOPPING = "on_server_stopping"
+"""Lifespan state key: a callable the server calls when it starts to stop. uvicorn waits for
+open responses to end before it shuts the application down; long responses (change streams)
+end when called, so the shutdown does not wait on them forever."""
 # Descriptors a worker needs besides client connections: database pools, listeners, logs, files.
 RESERVED_DESCRIPTORS = 256
 
@@ -133,6 +137,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         self.arm(self.limits.keep_alive_seconds, self.close_idle)
+
+    def shutdown(self) -> None:
+        on_stopping = self.app_state.get(ON_SERVER_STOPPING)
+        if on_stopping is not None:
+            on_stopping()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.expire = None

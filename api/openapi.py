@@ -26,7 +26,7 @@ _RETRY_AFTER = {
 def _describe_response(status: str, response: dict[str, Any]) -> None:
     headers = response.setdefault("headers", {})
     headers[REQUEST_ID_HEADER] = _REQUEST_ID
-    if status in ("409", "503"):
+    if status in ("409", "429", "503"):
         headers["Retry-After"] = _RETRY_AFTER
     if status[0] in "45":
         response["content"] = {PROBLEM_JSON: _PROBLEM}

@@ -52,6 +52,20 @@ NOT_FOUND = ProblemKind(
     "The task (or URL) does not exist for this user; another user's task looks the same. Do not"
     " retry; refresh your list.",
 )
+CHANGES_GONE = ProblemKind(
+    "changes-gone",
+    410,
+    "Changes since this token are gone",
+    "The token predates deletions no longer kept: drop your copy and sync again from the start"
+    " (the change feed without `since`), then continue with its `next`.",
+)
+TOO_MANY_STREAMS = ProblemKind(
+    "too-many-streams",
+    429,
+    "Too many open change streams",
+    "Close a stream this user has open (another tab or device) or retry after `Retry-After`"
+    " seconds; one stream per client is enough.",
+)
 METHOD_NOT_ALLOWED = ProblemKind(
     "method-not-allowed",
     405,
@@ -145,6 +159,8 @@ KINDS: tuple[ProblemKind, ...] = (
     IDEMPOTENCY_KEY_REUSED,
     IDEMPOTENCY_KEY_IN_FLIGHT,
     NOT_FOUND,
+    CHANGES_GONE,
+    TOO_MANY_STREAMS,
     METHOD_NOT_ALLOWED,
     VERSION_CONFLICT,
     PAYLOAD_TOO_LARGE,
@@ -166,6 +182,8 @@ _BY_STATUS = {
     422: VALIDATION,
     409: IDEMPOTENCY_KEY_IN_FLIGHT,
     404: NOT_FOUND,
+    410: CHANGES_GONE,
+    429: TOO_MANY_STREAMS,
     405: METHOD_NOT_ALLOWED,
     412: VERSION_CONFLICT,
     413: PAYLOAD_TOO_LARGE,

@@ -48,9 +48,10 @@ class RequestContext:
         if method == "HEAD":
             scope = {**scope, "method": "GET"}
         status = 0
+        head_sent = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, head_sent
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
@@ -58,7 +59,12 @@ class RequestContext:
                     headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             elif method == "HEAD" and message["type"] == "http.response.body":
-                message = {**message, "body": b""}
+                # The first body message ends the answer, so that a response that never ends
+                # (a change stream) ends for HEAD; the route then sees the client leave.
+                if head_sent:
+                    return
+                head_sent = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
         await self.app(scope, receive, send_with_id)

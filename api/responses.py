@@ -1,7 +1,7 @@
 """What the routes declare about their responses in OpenAPI: problems, headers and links.
 
 Every header the service sends is declared on the responses that carry it, so generated clients
-can read it. `X-Request-ID` (every response) and `Retry-After` (409, 503) are added to every
+can read it. `X-Request-ID` (every response) and `Retry-After` (409, 429, 503) are added to every
 operation by api/openapi.py.
 """
 

@@ -3,7 +3,7 @@
 import re
 import unicodedata
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +30,8 @@ from db.models import (
     USER_ID_MAX,
     Priority,
 )
+from queries.changes import DEFAULT_LIMIT as CHANGES_DEFAULT_LIMIT
+from queries.changes import MAX_LIMIT as CHANGES_MAX_LIMIT
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.@:-]{1," + str(USER_ID_MAX) + "}$"
 TASK_ID_MAX = 2**63 - 1  # PostgreSQL bigint
@@ -319,3 +321,64 @@ class TagOut(BaseModel):
     tasks: int
     """How many of the user's tasks carry the tag."""
     pending: int
+
+
+# The change feed (api/routers/changes.py, docs/adr/0014).
+CHANGE_TOKEN_MAX = 1024
+
+
+class ChangesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: str | None = Field(
+        None,
+        min_length=1,
+        max_length=CHANGE_TOKEN_MAX,
+        description="A `next` (or stream event `id`) from an earlier answer; leave it out to"
+        " start from the user's current tasks.",
+    )
+    limit: int = Field(
+        CHANGES_DEFAULT_LIMIT,
+        ge=1,
+        le=CHANGES_MAX_LIMIT,
+        description="Most changes in this answer.",
+    )
+
+
+class StreamQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: str | None = Field(
+        None,
+        min_length=1,
+        max_length=CHANGE_TOKEN_MAX,
+        description="Start after this token (a `Last-Event-ID` header, if sent, wins);"
+        " leave both out to get every current task first.",
+    )
+
+
+class TaskUpserted(BaseModel):
+    """The task was created or changed; `task` is its latest state."""
+
+    op: Literal["upsert"]
+    task: TaskOut
+
+
+class TaskDeleted(BaseModel):
+    """The task was deleted."""
+
+    op: Literal["delete"]
+    id: int
+    deleted_at: Timestamp
+
+
+ChangeOut = Annotated[TaskUpserted | TaskDeleted, Field(discriminator="op")]
+
+
+class ChangeFeed(BaseModel):
+    changes: list[ChangeOut]
+    """In commit order; each task at most once, in its latest state."""
+    next: str
+    """Send as `since` to get what changed after this answer."""
+    has_more: bool
+    """More changes are waiting: call again with `next` straight away."""

@@ -1,7 +1,7 @@
 """The service's configuration, split by concern and read from the environment once.
 
 `Settings` is the whole of it: the database's (db/settings.py), authentication's
-(api/auth/settings.py), and the HTTP side's below.
+(api/auth/settings.py), and the HTTP side's and the change feed's below.
 """
 
 from pydantic import Field, SecretStr
@@ -41,7 +41,23 @@ class HttpSettings(BaseSettings):
         return [origin.strip() for origin in (self.cors_origins or "").split(",") if origin.strip()]
 
 
-class Settings(DatabaseSettings, AuthSettings, HttpSettings):
+class ChangeFeedSettings(BaseSettings):
+    """The change feed and its live stream (docs/adr/0014)."""
+
+    model_config = FROM_ENVIRONMENT
+
+    tombstone_retention_days: float = Field(default=30.0, gt=0)
+    """How long a deleted task's tombstone is kept; a change token that may have missed a purged
+    one is answered 410 Gone."""
+    changes_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    """A stream sends a comment this often when idle, and re-reads the feed then."""
+    changes_streams_per_user: int = Field(default=10, ge=1)
+    """Open change streams one user may hold on one worker; beyond it 429."""
+    changes_streams_per_worker: int = Field(default=500, ge=1)
+    """Open change streams per worker, for all users; beyond it 503 with Retry-After."""
+
+
+class Settings(DatabaseSettings, AuthSettings, HttpSettings, ChangeFeedSettings):
     model_config = FROM_ENVIRONMENT
 
     # Signs list cursors; every process serving one API must share it (docs/adr/0005). Unset:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # ids `i + id_offset`, spaced over one year by `scale`; `owner` is written in by generate_sql.
 GENERATE_TASKS_TEMPLATE = """
 INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date,
-                   created_at, updated_at)
+                   created_at, updated_at, change_seq)
 SELECT {owner},
        id,
        CASE WHEN :match_every > 0 AND i % greatest(:match_every, 1) = 0
@@ -39,18 +39,38 @@ SELECT {owner},
        CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) END,
        CASE WHEN random() < 0.5 THEN date '2025-06-01' + id % 400 END,
        created,
-       CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) ELSE created END
+       CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) ELSE created END,
+       {ordinal}
 FROM (SELECT i, i + :id_offset AS id, random() < 0.4 AS done,
              timestamptz '2025-01-01 00:00:00+00' + i * (interval '365 days' / :scale) AS created
       FROM generate_series(:first, :last) AS i) AS generated
 """
 ORDINARY_OWNER = "(1 + (id - 1) % :users)::text"
 ONE_OWNER = "CAST(:owner AS text)"
+# Each row's number in its owner's change feed (migration 0007): rising with id, per owner.
+ORDINARY_ORDINAL = "(id - 1) / :users + 1"
+ONE_ORDINAL = "i"
+# The triggers (change numbers, tombstones, the search copy of migration 0008) are off while
+# rows are generated; the search copy is filled in one statement instead, row by row costs 20x.
+TRIGGERS_OFF_SQL = text("ALTER TABLE tasks DISABLE TRIGGER USER")
+TRIGGERS_ON_SQL = text("ALTER TABLE tasks ENABLE TRIGGER USER")
+FILL_SEARCH_SQL = text(
+    "INSERT INTO task_search (user_id, task_id, search_text, tags)"
+    " SELECT user_id, id, title || ' ' || coalesce(description, ''), tags FROM tasks"
+    " ON CONFLICT DO NOTHING"
+)
 SET_SEED_SQL = text("SELECT setseed(:seed)")
-# Every user's next create takes the id after its highest.
+# Every user's next create takes the id after its highest, and the next change the number after
+# its highest (its tombstones' included: a number is never given twice).
 SYNC_COUNTERS_SQL = text(
-    "DELETE FROM task_counters; INSERT INTO task_counters (user_id, last_id)"
-    " SELECT user_id, max(id) FROM tasks GROUP BY user_id"
+    """
+    DELETE FROM task_counters;
+    INSERT INTO task_counters (user_id, last_id, last_change)
+    SELECT user_id, coalesce(max(id) FILTER (WHERE live), 0), max(change_seq)
+    FROM (SELECT user_id, id, change_seq, true AS live FROM tasks
+          UNION ALL SELECT user_id, id, change_seq, false FROM task_tombstones) AS numbered
+    GROUP BY user_id
+    """
 )
 # A workload's new task continues its user's ids, which interleave with other users' loaded ones,
 # so what the load wrote is recognised by its owner-and-id pattern, not by an id threshold.
@@ -149,6 +169,7 @@ def _write(
     engine: Engine, batches: list[Rows], *, stats: LoadStats, seed: int, truncate: bool
 ) -> LoadStats:
     with engine.begin() as conn:
+        conn.execute(TRIGGERS_OFF_SQL)
         schema = _drop_keys_and_indexes(conn, truncate=truncate)
         started = time.perf_counter()
         # setseed makes random() repeatable within this session: the same seed, the same rows.
@@ -158,7 +179,9 @@ def _write(
             log.info("  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches))
         inserted = time.perf_counter()
         _rebuild(conn, schema)
+        conn.execute(FILL_SEARCH_SQL)
         conn.execute(SYNC_COUNTERS_SQL)
+        conn.execute(TRIGGERS_ON_SQL)
         indexed = time.perf_counter()
     _vacuum(engine)
     return replace(
@@ -187,7 +210,9 @@ def _vacuum(engine: Engine) -> None:
 
 
 def generate_sql(rows: Rows) -> str:
-    return GENERATE_TASKS_TEMPLATE.format(owner=ORDINARY_OWNER if rows.owner is None else ONE_OWNER)
+    if rows.owner is None:
+        return GENERATE_TASKS_TEMPLATE.format(owner=ORDINARY_OWNER, ordinal=ORDINARY_ORDINAL)
+    return GENERATE_TASKS_TEMPLATE.format(owner=ONE_OWNER, ordinal=ONE_ORDINAL)
 
 
 def _generate(conn: Connection, rows: Rows, *, users: int) -> None:
@@ -210,7 +235,7 @@ def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> list[str]:
     for name, _ in keys:
         conn.execute(text("ALTER TABLE tasks DROP CONSTRAINT " + _quote(name)))
     if truncate:
-        conn.execute(text("TRUNCATE tasks"))
+        conn.execute(text("TRUNCATE tasks, task_search, task_tombstones"))
     rebuild = ["ALTER TABLE tasks ADD CONSTRAINT " + _quote(name) + " " + ddl for name, ddl in keys]
     return rebuild + [ddl for _, ddl in indexes]
 

@@ -55,6 +55,7 @@ class Task(SQLModel, table=True):
             postgresql_where=text("NOT completed"),
         ),
         Index("tasks_user_updated_idx", "user_id", "updated_at", "id"),
+        Index("tasks_user_change_idx", "user_id", "change_seq"),
         Index("tasks_user_priority_idx", "user_id", "priority", "id"),
         Index("tasks_user_due_asc_idx", "user_id", text(DUE_ASC_KEY), "id"),
         Index("tasks_user_due_desc_idx", "user_id", text(DUE_DESC_KEY), "id"),
@@ -105,6 +106,12 @@ class Task(SQLModel, table=True):
         default=None,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    change_seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, nullable=False, server_default=text("0")),
+    )
+    """The number of the task's latest change in its user's sequence, set by a trigger
+    (migration 0007, docs/adr/0014); the change feed reads in this order."""
 
 
 # Declared outside the class because it is an expression over the mapped column.
@@ -135,6 +142,32 @@ class TaskCounter(SQLModel, table=True):
 
     user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
     last_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_change: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    """The last number of the user's change sequence (taken by a trigger on tasks)."""
+    purged_through: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    """The highest change number of a purged tombstone: older change tokens are gone (410)."""
+
+
+class TaskTombstone(SQLModel, table=True):
+    """A deleted task, kept TOMBSTONE_RETENTION_DAYS so the change feed can report it."""
+
+    __tablename__ = "task_tombstones"
+    __table_args__ = (
+        Index("task_tombstones_user_change_idx", "user_id", "change_seq"),
+        Index("task_tombstones_user_deleted_idx", "user_id", "deleted_at"),
+    )
+
+    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    change_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    deleted_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
 
 
 class CursorSecretRow(SQLModel, table=True):

@@ -50,6 +50,10 @@ class Readers(Protocol):
 
     def as_user(self, user_id: str, after: WalPosition | None = None) -> Reader: ...
 
+    def primary_as_user(self, user_id: str) -> Reader:
+        """Reads as `user_id` on the primary only: never behind any write."""
+        ...
+
 
 _DIALECT = psycopg_dialect.dialect()  # type: ignore[no-untyped-call]
 COMPILED_STATEMENTS = 1024
@@ -198,18 +202,24 @@ class ReadPool:
         """Reads as `user_id`; with `after`, reads that see everything up to that position."""
         return UserReader(self, user_id, after)
 
+    def primary_as_user(self, user_id: str) -> "UserReader":
+        """Reads as `user_id` on the primary only (the change feed: ADR 0014, 0016)."""
+        return UserReader(self, user_id, primary=True)
+
     async def fetch(
         self,
         user_id: str,
         statement: TextClause,
         params: Mapping[str, Any],
         after: WalPosition | None = None,
+        *,
+        primary: bool = False,
     ) -> list[Row]:
         """The statement's rows: from a replica in rotation when one has replayed `after` (or
-        at once without it), else from the primary."""
+        at once without it), else (or when `primary` is asked for) from the primary."""
         read = compiled_read(statement)
         binds = {**params, **{"taskapi_" + k: v for k, v in self._timeouts.binds(user_id).items()}}
-        replica = self.replicas.next()
+        replica = None if primary else self.replicas.next()
         if replica is not None:
             rows = await self._on_replica(replica, read, binds, after)
             if rows is not None:
@@ -325,14 +335,24 @@ def _first_value(row: Row | None) -> Any:
 
 class UserReader:
     """A ReadPool bound to the caller (and to the position its reads must see, if it sent
-    one): what a request's read routes and queries receive."""
+    one, or to the primary): what a request's read routes and queries receive."""
 
-    __slots__ = ("_after", "_pool", "_user_id")
+    __slots__ = ("_after", "_pool", "_primary", "_user_id")
 
-    def __init__(self, pool: ReadPool, user_id: str, after: WalPosition | None = None) -> None:
+    def __init__(
+        self,
+        pool: ReadPool,
+        user_id: str,
+        after: WalPosition | None = None,
+        *,
+        primary: bool = False,
+    ) -> None:
         self._pool = pool
         self._user_id = user_id
         self._after = after
+        self._primary = primary
 
     async def fetch(self, statement: TextClause, params: Mapping[str, Any]) -> list[Row]:
-        return await self._pool.fetch(self._user_id, statement, params, self._after)
+        return await self._pool.fetch(
+            self._user_id, statement, params, self._after, primary=self._primary
+        )

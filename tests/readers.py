@@ -51,3 +51,6 @@ class ConnectionReaders:
     def as_user(self, user_id: str, after: WalPosition | None = None) -> ConnectionReader:
         # One connection, to the primary: it has every write, whatever position is asked for.
         return ConnectionReader(self.conn, user_id, app_role=self.app_role)
+
+    def primary_as_user(self, user_id: str) -> ConnectionReader:
+        return self.as_user(user_id)

@@ -124,3 +124,18 @@ def test_without_replicas_writes_carry_no_token(cluster: Cluster, user: str) -> 
         answer = client.post(f"/api/{user}/tasks", json={"title": "primary only"})
     assert answer.status_code == 201
     assert TOKEN not in answer.headers
+
+
+def test_the_change_feed_reads_the_primary_even_with_the_replica_paused(
+    client: TestClient, user: str, paused: Server
+) -> None:
+    before = client.get(f"/api/{user}/changes")
+    assert before.status_code == 200, before.text
+    create(client, user, "written while the replica waits")
+
+    after = client.get(f"/api/{user}/changes", params={"since": before.json()["next"]})
+
+    assert after.status_code == 200, after.text
+    changed = [change["task"]["title"] for change in after.json()["changes"]]
+    assert changed == ["written while the replica waits"]
+    assert titles(client, user) == []  # a plain list, from the paused replica, is behind
