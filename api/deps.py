@@ -8,11 +8,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import WithJsonSchema
 
 from api.auth.tokens import Authenticator
+from api.consistency import TOKEN_PATTERN, position_of
 from api.problems import invalid_input
 from api.responses import CONSISTENCY_TOKEN_HEADER
 from api.schemas import USER_ID_PATTERN
 from db.reads import Reader, Readers
-from db.replication import TOKEN_PATTERN, WalPosition
+from db.replication import WalPosition
 from db.scope import WriteSessions
 
 bearer = HTTPBearer(
@@ -58,7 +59,7 @@ async def get_writes(request: Request, _caller: CurrentUser) -> WriteSessions:
     """The write side, once the caller is known: `dispatch` opens a session acting for the
     command's user (db/scope.py)."""
     writes: WriteSessions = request.app.state.writes
-    return writes.for_one_caller()
+    return writes
 
 
 async def read_after(
@@ -78,7 +79,7 @@ async def read_after(
     if x_consistency_token is None:
         return None
     try:
-        return WalPosition.from_token(x_consistency_token)
+        return position_of(x_consistency_token)
     except ValueError:
         raise invalid_input(
             "header",

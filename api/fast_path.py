@@ -1,6 +1,7 @@
 """The commonest requests, answered without FastAPI's routing and dependency solving.
 
-Listing, reading, creating and completing tasks are most of a task app's traffic, and FastAPI
+Listing, reading, creating and completing tasks, and polling the change feed, are most of a
+task app's traffic, and FastAPI
 spends more CPU finding their route and solving their dependencies, parameters and body than
 the work itself takes (docs/PERFORMANCE.md). This middleware calls those route functions itself
 (api/routers/tasks.py), with arguments checked as their declarations ask: the same
@@ -33,22 +34,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth.errors import AuthError
 from api.clock import current_time
+from api.consistency import position_of
 from api.list_params import ListParams
 from api.responses import CONSISTENCY_TOKEN_HEADER
+from api.routers import changes as change_routes
 from api.routers import tasks as routes
-from api.schemas import TASK_ID_MAX, USER_ID_PATTERN, CompletionBody, TaskCreate
+from api.schemas import (
+    TASK_ID_MAX,
+    USER_ID_PATTERN,
+    ChangesQuery,
+    CompletionBody,
+    TaskCreate,
+)
 from db.reads import Reader, Readers
-from db.replication import WalPosition
 from db.scope import WriteSessions
 
 _TASKS_PATH = re.compile(
     "/api/("
     + USER_ID_PATTERN.removeprefix("^").removesuffix("$")
-    + ")/tasks(?:/([1-9][0-9]*)(/complete)?)?"
+    + ")/(?:tasks(?:/([1-9][0-9]*)(/complete)?)?|(changes))"
 )
-_LIST_FIELDS = frozenset(ListParams.model_fields)
 _REPEATABLE = frozenset({"priority", "tag"})
 """Sequence-typed parameters: FastAPI hands them to the model as the list of their repetitions."""
+_NONE: frozenset[str] = frozenset()
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # the header's declared rules
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -106,16 +114,15 @@ class Call:
         malformed token, which FastAPI refuses)."""
         token = self.headers.get(CONSISTENCY_TOKEN_HEADER)
         try:
-            after = None if token is None else WalPosition.from_token(token)
+            after = None if token is None else position_of(token)
         except ValueError:
             return None
         readers: Readers = self.app.state.readers
         return readers.as_user(user_id, after)
 
     def writes(self) -> WriteSessions:
-        """The write side, with a consistency token of this request's own (api/deps.py)."""
         writes: WriteSessions = self.app.state.writes
-        return writes.for_one_caller()
+        return writes
 
     def idempotency_key(self) -> tuple[bool, str | None]:
         """(whether the header is acceptable, its value)."""
@@ -149,7 +156,7 @@ Answer = Callable[[Call, str], Awaitable[Response | None]]
 
 
 async def _list(call: Call, user_id: str) -> Response | None:
-    params = _list_params(call.scope["query_string"])
+    params = _query(ListParams, call.scope["query_string"], _REPEATABLE)
     reader = call.reader(user_id)
     if params is None or reader is None:
         return None
@@ -212,12 +219,25 @@ async def _complete(call: Call, user_id: str) -> Response | None:
     )
 
 
-# (method, names a task, ends in /complete) -> the answer
-_ANSWERS: dict[tuple[str, bool, bool], Answer] = {
-    ("GET", False, False): _list,
-    ("GET", True, False): _read,
-    ("POST", False, False): _create,
-    ("PATCH", True, True): _complete,
+async def _changes(call: Call, user_id: str) -> Response | None:
+    params = _query(ChangesQuery, call.scope["query_string"], _NONE)
+    if params is None:
+        return None
+    return await change_routes.list_changes(
+        user_id=user_id,
+        reader=call.app.state.readers.primary_as_user(user_id),
+        params=params,
+        request=Request(call.scope),
+    )
+
+
+# (method, names a task, ends in /complete, is the change feed) -> the answer
+_ANSWERS: dict[tuple[str, bool, bool, bool], Answer] = {
+    ("GET", False, False, False): _list,
+    ("GET", True, False, False): _read,
+    ("POST", False, False, False): _create,
+    ("PATCH", True, True, False): _complete,
+    ("GET", False, False, True): _changes,
 }
 
 
@@ -229,7 +249,7 @@ class FastPath:
         if scope["type"] == "http":
             match = _TASKS_PATH.fullmatch(scope["path"])
             if match is not None:
-                kind = (scope["method"], match[2] is not None, match[3] is not None)
+                kind = (scope["method"], *(match[n] is not None for n in (2, 3, 4)))
                 answer = _ANSWERS.get(kind)
                 if answer is not None:
                     call = Call(scope, receive, match[1], match[2])
@@ -241,19 +261,20 @@ class FastPath:
         await self.app(scope, receive, send)
 
 
-def _list_params(query_string: bytes) -> ListParams | None:
+def _query(model: type[Model], query_string: bytes, repeatable: frozenset[str]) -> Model | None:
+    """The query string as `model`, when the model accepts it as FastAPI would hand it over."""
     values: dict[str, Any] = {}
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name not in _LIST_FIELDS:
+        if name not in model.model_fields:
             return None
-        if name in _REPEATABLE:
+        if name in repeatable:
             values.setdefault(name, []).append(value)
         elif name in values:
             return None
         else:
             values[name] = value
     try:
-        return ListParams.model_validate(values)
+        return model.model_validate(values)
     except ValidationError:
         return None
 

@@ -48,8 +48,7 @@ class TombstonePurger:
         purged = 0
         try:
             for _ in range(MAX_BATCHES):
-                writes = self._writes.for_one_caller()
-                with writes.as_user(user_id) as session, unit_of_work(session):
+                with self._writes.as_user(user_id) as session, unit_of_work(session):
                     batch = purge_tombstones(cmd, session)
                 purged += batch
                 if batch < PURGE_BATCH:

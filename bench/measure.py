@@ -19,7 +19,7 @@ from bench import pgbench, wrk
 from bench.config import BenchConfig
 from bench.dataset import LoadStats, remove_added_rows
 from bench.results import Cell, Latency
-from bench.service import BenchAuth, running_service
+from bench.service import BenchAuth, change_tokens, running_service
 from bench.usage import UsageMeter
 from bench.workloads import Mix, Workload
 from db.connections import sqlalchemy_url
@@ -107,14 +107,17 @@ def _mixes(session: Session, workload: Workload, connections: int) -> list[tuple
     return mixes
 
 
-def _wrk_loads(session: Session, workload: Workload, connections: int) -> list[tuple[Path, int]]:
+def _wrk_loads(
+    session: Session, workload: Workload, connections: int, sinces: dict[str, str]
+) -> list[tuple[Path, int]]:
     """A wrk script per mix (rewritten for each cell), with its connections."""
     loads = []
     for number, (mix, count) in enumerate(_mixes(session, workload, connections)):
         path = session.config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
         path.parent.mkdir(parents=True, exist_ok=True)
+        seed = session.config.seed
         path.write_text(
-            wrk.lua_script(mix, session.pairs, session.tokens, seed=session.config.seed)
+            wrk.lua_script(mix, session.pairs, session.tokens, seed=seed, sinces=sinces)
         )
         loads.append((path, count))
     return loads
@@ -133,11 +136,13 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         log_path=config.work_dir / f"server-{workload.name}.log",
         cwd=PROJECT_ROOT,
     ) as service:
+        users = {user: session.tokens[user] for user, _ in session.pairs}
+        sinces = change_tokens(service.url, users) if "changes" in workload.kinds else {}
         for connections, cell in cells.items():
             if not session.budget.allows(_cell_seconds(config)):
                 cells[connections] = _noted(cell, "skipped: time budget")
                 continue
-            loads = _wrk_loads(session, workload, connections)
+            loads = _wrk_loads(session, workload, connections, sinces)
             if config.warmup > 0:
                 wrk.run(session.wrk, loads, url=service.url, seconds=config.warmup)
             meter = UsageMeter(

@@ -39,6 +39,7 @@ from commands.tasks import (
 )
 from db.embedded import client_program
 from db.scope import SET_USER_SQL, Timeouts
+from queries import changes as change_queries
 from queries import tasks as task_queries
 
 LOG_PREFIX = "pgbench_log"
@@ -50,6 +51,7 @@ PICK_USER = "\\set user_id random(1, :users)\n"
 PICK_TASK = "\\set task_id random(1, :tasks)\n\\set user_id 1 + (:task_id - 1) % :users\n"
 # The service asks for one row more than a page, to know whether a next page exists.
 FETCH_LIMIT = f"\\set limit {LIST_LIMIT + 1}\n"
+CURRENT_SINCE = f"\\set since :tasks\n\\set limit {change_queries.DEFAULT_LIMIT + 1}\n"
 # Stand-ins for the values pgbench draws, in the statements the command handlers execute.
 _USER_STAND_IN = "\x00user_id"
 _TASK_STAND_IN = 987_654_321_987_654
@@ -113,6 +115,8 @@ def statements(kind: Kind) -> tuple[str, str]:
     scripts: dict[Kind, tuple[str, str]] = {
         "list": (PICK_USER + FETCH_LIMIT, task_queries.LIST_TASKS_SQL[("pending", "created")].text),
         "get": (PICK_TASK, task_queries.GET_TASK_SQL.text),
+        # Past every user's last change (at most tasks/users + writes): a poll that finds nothing.
+        "changes": (PICK_USER + CURRENT_SINCE, change_queries.CHANGES_SINCE_SQL.text),
         "search": (PICK_USER + FETCH_LIMIT, _search(SEARCH_WORD)),
         "heavy_search": (FETCH_LIMIT, _search(HEAVY_WORD)),
         "create": (PICK_USER, create_sql()),

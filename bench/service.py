@@ -2,6 +2,7 @@
 service's own role, with bearer tokens (HS256, a secret made for the run) on every request."""
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -125,3 +126,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         # psutil refuses to signal a pid the kernel has since given to another process.
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
+
+
+def change_tokens(url: str, bearers: dict[str, str]) -> dict[str, str]:
+    """Each user's current change-feed token (`next` of a first download of their feed)."""
+    current = {}
+    for user, bearer in bearers.items():
+        headers = {"Authorization": "Bearer " + bearer}
+        feed = f"{url}/api/{user}/changes?limit=1000"
+        request = urllib.request.Request(feed, headers=headers)  # noqa: S310 (http on loopback)
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            current[user] = json.load(answer)["next"]
+    return current

@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["list", "get", "create", "toggle", "search", "heavy_search"]
+Kind = Literal["list", "get", "changes", "create", "toggle", "search", "heavy_search"]
 Mix = tuple[tuple[Kind, int], ...]
 """Request kinds and their weights."""
 
@@ -22,13 +22,15 @@ TASKS = "/api/{user}/tasks"
 @dataclass(frozen=True)
 class Route:
     method: str
-    template: str  # A path with `{user}` and `{task}` placeholders, filled by the wrk script
+    template: str  # A path with `{user}`, `{task}`, `{since}` placeholders, filled by wrk
     body: str | None = None
 
 
 ROUTES: dict[Kind, Route] = {
     "list": Route("GET", f"{TASKS}?status=pending&limit={LIST_LIMIT}"),
     "get": Route("GET", TASKS + "/{task}"),
+    # A client polling its change feed with a current token: the common case, nothing new.
+    "changes": Route("GET", "/api/{user}/changes?since={since}"),
     "create": Route("POST", TASKS, json.dumps(CREATE_BODY, separators=(",", ":"))),
     "toggle": Route("PATCH", TASKS + "/{task}/complete"),
     "search": Route("GET", f"{TASKS}?q={SEARCH_WORD}&limit={LIST_LIMIT}"),
@@ -69,6 +71,7 @@ class Workload:
 WORKLOADS = (
     Workload("list", (("list", 1),)),
     Workload("get", (("get", 1),)),
+    Workload("changes", (("changes", 1),)),
     Workload("search", (("search", 1),)),
     # One user's search among 200,000 tasks for a word in 20 of them: cost should follow matches.
     Workload("heavy-search", (("heavy_search", 1),), connections=(1, 16)),

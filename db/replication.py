@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 
 _POSITION = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
-_TOKEN = re.compile(r"[0-9A-Fa-f]{1,16}")
-TOKEN_PATTERN = r"^\s*[0-9A-Fa-f]{1,16}\s*$"  # noqa: S105 (a pattern, no secret)
 """A token as received (surrounding whitespace allowed, as HTTP allows it around a header's
 value; a JSON-schema generator also takes `$` to allow a final newline)."""
 
@@ -39,17 +37,6 @@ class WalPosition:
         if not _POSITION.fullmatch(canonical):
             raise ValueError(f"not a WAL position: {text!r}")
         return cls(canonical)
-
-    @classmethod
-    def from_token(cls, token: str) -> "WalPosition":
-        if not _TOKEN.fullmatch(token.strip()):
-            raise ValueError(f"not a WAL position: {token!r}")
-        value = int(token.strip(), 16)
-        return cls(f"{value >> 32:X}/{value & 0xFFFFFFFF:X}")
-
-    @property
-    def token(self) -> str:
-        return f"{int(self):X}"
 
     def __int__(self) -> int:
         high, low = self.text.split("/")

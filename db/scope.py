@@ -7,11 +7,11 @@ pooled connection (or a PgBouncer/Neon pooler backend) never carries one user's 
 another client's transaction. See docs/adr/0003 and 0007.
 """
 
-import copy
 import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,9 @@ _CONNECTION = "taskapi_connection"
 """`Session.info` key: the connection of the transaction the session is in."""
 _COMMITTED_AT = "taskapi_committed_at"
 """`Session.info` key: the WAL position at or past the session's last commit."""
+COMMITTED_AT: ContextVar[WalPosition | None] = ContextVar("taskapi_committed_at", default=None)
+"""Where the primary's WAL was once the last write of this context (a request: one thread or
+task) committed, when positions are noted; None otherwise. Read by the route that wrote."""
 
 
 class WriteSessions:
@@ -69,11 +72,9 @@ class WriteSessions:
     Every transaction such a session begins names its caller with SET_USER_SQL, sent in the
     same round trip as the transaction's first statement (see `_glue_settings`). With
     `positions` on (the service turns it on when it reads from replicas), each commit is followed
-    by one more round trip that notes the primary's WAL position: `committed_at` holds the last
-    one, the consistency token a read on a replica waits for (docs/adr/0016).
+    by one more round trip that notes the primary's WAL position in COMMITTED_AT: the consistency
+    token a read on a replica waits for (docs/adr/0016).
     """
-
-    committed_at: WalPosition | None = None
 
     def __init__(
         self,
@@ -91,18 +92,12 @@ class WriteSessions:
             event.listen(self._factory, "after_commit", _note_the_position)
         _glue_settings(bind.engine)
 
-    def for_one_caller(self) -> "WriteSessions":
-        """The same sessions, with a `committed_at` of their own: what one request writes with
-        (a WriteSessions is shared by every request of a worker)."""
-        writes = copy.copy(self)
-        writes.committed_at = None
-        return writes
-
     @contextmanager
     def as_user(self, user_id: str) -> Iterator[Session]:
+        COMMITTED_AT.set(None)
         with self._factory(info={_CALLER: user_id}) as session:
             yield session
-        self.committed_at = session.info.get(_COMMITTED_AT, self.committed_at)
+        COMMITTED_AT.set(session.info.get(_COMMITTED_AT))
 
     def _name_the_caller(
         self, session: Session, _transaction: SessionTransaction, connection: Connection

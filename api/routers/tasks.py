@@ -8,6 +8,7 @@ from pydantic import BaseModel, WithJsonSchema
 from starlette.datastructures import URL
 
 from api.clock import Now
+from api.consistency import token_of
 from api.cursors import CursorCodec, binding
 from api.deps import CurrentUser, ReaderDep, WritesDep
 from api.etags import (
@@ -45,7 +46,7 @@ from commands.tasks import (
 )
 from db.models import Task
 from db.reads import Reader
-from db.scope import WriteSessions
+from db.scope import COMMITTED_AT
 from queries import tasks as queries
 from queries.tasks import Position, TaskRow
 
@@ -68,19 +69,17 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def written(writes: WriteSessions) -> dict[str, str]:
-    """The consistency token of what `writes` committed: send it back to read your writes."""
-    position = writes.committed_at
-    return {} if position is None else {CONSISTENCY_TOKEN_HEADER: position.token}
+def written() -> dict[str, str]:
+    """The consistency token of this request's write: send it back to read your writes."""
+    position = COMMITTED_AT.get()
+    return {} if position is None else {CONSISTENCY_TOKEN_HEADER: token_of(position)}
 
 
-def task_response(
-    task: Task, writes: WriteSessions, status_code: int = 200, *, replayed: bool = False
-) -> Response:
+def task_response(task: Task, status_code: int = 200, *, replayed: bool = False) -> Response:
     """The task as JSON with its ETag (and Location when created) and the consistency token;
     a replay says it is one."""
     out = TaskOut.model_validate(task)
-    headers = {"ETag": etag(out.version), **written(writes)}
+    headers = {"ETag": etag(out.version), **written()}
     if status_code == status.HTTP_201_CREATED:
         headers["Location"] = f"/api/{out.user_id}/tasks/{out.id}"
     if replayed:
@@ -98,7 +97,7 @@ def run(
 ) -> Response:
     """Dispatch, once per Idempotency-Key when one was sent, and answer with the task."""
     if key is None:
-        return task_response(dispatch(cmd, writes), writes, status_code)
+        return task_response(dispatch(cmd, writes), status_code)
     sent = "" if body is None else body.model_dump_json(exclude_unset=True)
     idempotency = IdempotencyKey(
         user_id=cmd.user_id,
@@ -106,7 +105,7 @@ def run(
         fingerprint=fingerprint(request.method, request.url.path, sent),
     )
     task, replayed = dispatch_once(cmd, writes, idempotency)
-    return task_response(task, writes, status_code, replayed=replayed)
+    return task_response(task, status_code, replayed=replayed)
 
 
 async def read_page(
@@ -257,7 +256,7 @@ def update_task(
         if_version=if_match_versions(if_match),
         changes=body.changes(),
     )
-    return task_response(dispatch(cmd, writes), writes)
+    return task_response(dispatch(cmd, writes))
 
 
 @router.delete(
@@ -272,7 +271,7 @@ def delete_task(
 ) -> Response:
     cmd = DeleteTask(user_id=user_id, task_id=task_id, if_version=if_match_versions(if_match))
     dispatch(cmd, writes)
-    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=written(writes))
+    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=written())
 
 
 @router.patch(

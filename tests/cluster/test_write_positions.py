@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, text
 from commands.dispatch import dispatch
 from commands.tasks import CreateTask
 from db.connections import sqlalchemy_url
-from db.scope import WriteSessions
+from db.scope import COMMITTED_AT, WriteSessions
 from tests.cluster.conftest import Cluster
 from tests.cluster.servers import Server
 
@@ -28,14 +28,14 @@ def test_a_replica_at_a_writes_position_shows_the_write(
     replica.execute("SELECT pg_wal_replay_pause()")
     writes = WriteSessions(primary_engine, positions=True)
     task = dispatch(CreateTask(user_id="positions", title="where"), writes)
-    assert writes.committed_at is not None
+    assert COMMITTED_AT.get() is not None
     visible = "SELECT count(*) FROM tasks WHERE user_id = 'positions' AND id = %s"
 
     assert replica.execute(visible, "tasks", (task.id,)) == [(0,)]
     replica.execute("SELECT pg_wal_replay_resume()")
     caught_up = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
     for _ in range(500):
-        if replica.execute(caught_up, params=(str(writes.committed_at),)) == [(True,)]:
+        if replica.execute(caught_up, params=(str(COMMITTED_AT.get()),)) == [(True,)]:
             break
     assert replica.execute(visible, "tasks", (task.id,)) == [(1,)]
 
@@ -52,5 +52,5 @@ def test_a_position_that_cannot_be_read_leaves_the_commit_standing(
             session.commit()
     finally:
         engine.dispose()
-    assert writes.committed_at is None
+    assert COMMITTED_AT.get() is None
     assert "the position of a committed write could not be read" in caplog.text

@@ -5,14 +5,14 @@ tests/cluster."""
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+from api.consistency import position_of
 from api.cors import ALLOWED_HEADERS, EXPOSED_HEADERS
-from db.replication import WalPosition
 
 TOKEN = "X-Consistency-Token"
 
 
 def position(answer: Response) -> int:
-    return int(WalPosition.from_token(answer.headers[TOKEN]))
+    return int(position_of(answer.headers[TOKEN]))
 
 
 def test_every_kind_of_write_answers_with_a_token(client: TestClient) -> None:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from api.consistency import position_of, token_of
 from db.replication import WalPosition
 from db.settings import DatabaseSettings
 
@@ -13,16 +14,16 @@ def test_a_position_reads_as_postgresql_writes_it() -> None:
 
 def test_a_token_is_the_position_in_hexadecimal_and_back() -> None:
     position = WalPosition.parse("16/B374D848")
-    assert position.token == "16B374D848"
-    assert WalPosition.from_token("16b374d848") == position
-    assert WalPosition.from_token("0") == WalPosition.parse("0/0")
-    assert WalPosition.from_token(" 0\n") == WalPosition.parse("0/0")
+    assert token_of(position) == "16B374D848"
+    assert position_of("16b374d848") == position
+    assert position_of("0") == WalPosition.parse("0/0")
+    assert position_of(" 0\n") == WalPosition.parse("0/0")
 
 
 @pytest.mark.parametrize("token", ["", " ", "16/B374D848", "x1", "1" * 17, "0 1"])
 def test_anything_else_is_not_a_token(token: str) -> None:
-    with pytest.raises(ValueError, match="not a WAL position"):
-        WalPosition.from_token(token)
+    with pytest.raises(ValueError, match="not a consistency token"):
+        position_of(token)
 
 
 def test_positions_order_as_the_wal_does() -> None:
