@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.dataset import LoadStats, load, remove_added_rows
-from bench.service import BenchAuth, running_service
+from bench.service import BenchAuth, change_tokens, running_service
 from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD, ROUTES
 from db import embedded
 from db.connections import sqlalchemy_url
@@ -109,9 +109,11 @@ def test_every_kind_of_request_is_answered_with_a_token_of_its_user(
         httpx.Client(base_url=service.url, timeout=10) as client,
     ):
         bodies = {}
+        sinces = change_tokens(service.url, {"1": auth.token("1")})
         for kind, route in ROUTES.items():
             user = HEAVY_USER if kind == "heavy_search" else "1"
             path = route.template.replace("{user}", user).replace("{task}", "7")
+            path = path.replace("{since}", sinces["1"])
             headers = {"Authorization": f"Bearer {auth.token(user)}"}
             body = route.body.encode() if route.body else None
             if body:
@@ -124,3 +126,4 @@ def test_every_kind_of_request_is_answered_with_a_token_of_its_user(
     assert len(titles) == HEAVY_MATCHES
     assert all(HEAVY_WORD in title for title in titles)
     assert other.status_code in (401, 403, 404)  # a token names one user only
+    assert bodies["changes"]["changes"] == []  # a poll with a current token: nothing new
