@@ -205,8 +205,9 @@ class TaskSearch(SQLModel, table=True):
         ),
     )
 
-    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
+    # The key is (task_id, user_id), task_id first: see migration 0008.
     task_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    user_id: str = Field(sa_column=Column(String(USER_ID_MAX), primary_key=True))
     search_text: str = Field(sa_column=Column(Text, nullable=False))
     """The title, a space, the description (empty when there is none)."""
     tags: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))

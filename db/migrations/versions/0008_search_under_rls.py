@@ -166,7 +166,9 @@ def upgrade() -> None:
         sa.Column("task_id", sa.BigInteger(), nullable=False),
         sa.Column("search_text", sa.Text(), nullable=False),
         sa.Column("tags", sa.ARRAY(sa.Text()), nullable=False),
-        sa.PrimaryKeyConstraint("user_id", "task_id", name="task_search_pkey"),
+        # task_id first: a key led by user_id would let the planner read all of a user's rows
+        # by it and filter, instead of asking the GIN index for the matches.
+        sa.PrimaryKeyConstraint("task_id", "user_id", name="task_search_pkey"),
     )
     op.create_index(
         "task_search_user_tags_idx", "task_search", ["user_id", "tags"], postgresql_using="gin"
