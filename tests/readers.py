@@ -1,16 +1,18 @@
 """The query side on a test's own connection, so API tests read inside their rolled-back
 transaction (production reads through db/reads.py's pool; tests/integration/test_reads.py)."""
 
-from collections.abc import Iterator, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, TextClause, text
 
 from db import embedded
-from db.reads import Row
+from db.reads import ReadPool, Row
 from db.replication import WalPosition
 from db.scope import act_as
+from db.settings import DatabaseSettings
 
 
 @contextmanager
@@ -54,3 +56,20 @@ class ConnectionReaders:
 
     def primary_as_user(self, user_id: str) -> ConnectionReader:
         return self.as_user(user_id)
+
+
+T = TypeVar("T")
+
+
+def with_pool(settings: DatabaseSettings, use: Callable[[ReadPool], Awaitable[T]]) -> T:
+    """`use` run on a ReadPool of `settings`, opened before and closed after."""
+
+    async def run() -> T:
+        pool = ReadPool(settings)
+        await pool.open()
+        try:
+            return await use(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())

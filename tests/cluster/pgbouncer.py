@@ -13,24 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import debian
 from tests.cluster.servers import Server, free_port, own, run_as
 
-APT_SECONDS = 900
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 START_SECONDS = 15.0
 STOP_SECONDS = 15.0
 PLACES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
-
-
-def _apt(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["apt-get", *args],
-        env=os.environ | APT_ENV,
-        capture_output=True,
-        text=True,
-        timeout=APT_SECONDS,
-        check=False,
-    )
 
 
 def _found() -> str | None:
@@ -38,22 +26,8 @@ def _found() -> str | None:
 
 
 def find_or_install() -> tuple[str | None, str]:
-    """PgBouncer's path, installing Debian's `pgbouncer` package as root when it is missing; or
-    None and the reason it cannot be had."""
-    found = _found()
-    if found is not None:
-        return found, ""
-    if shutil.which("apt-get") is None:
-        return None, "pgbouncer is not installed and there is no apt-get to install it with"
-    if os.geteuid() != 0:
-        return None, "pgbouncer is not installed and installing it needs root (apt-get install)"
-    update = _apt("update")
-    install = _apt("install", "-y", "--no-install-recommends", "pgbouncer")
-    found = _found()
-    if found is None:
-        tail = (update.stderr + install.stdout + install.stderr)[-2000:]
-        return None, f"apt-get install -y pgbouncer failed (exit {install.returncode}):\n{tail}"
-    return found, ""
+    """PgBouncer's path, installing Debian's `pgbouncer` package when it is missing."""
+    return debian.find_or_install("pgbouncer", _found)
 
 
 @dataclass(frozen=True)

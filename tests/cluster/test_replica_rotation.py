@@ -3,36 +3,20 @@ primary when a replica is down, lagging or promoted, and the replica again once 
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from sqlalchemy import text
 
-from api.settings import Settings
 from db.reads import ReadPool
 from db.replicas import Replica
 from db.replication import POSITION_NOW_SQL, WalPosition
 from tests.cluster.conftest import Cluster
 from tests.cluster.servers import Server
-
-T = TypeVar("T")
+from tests.readers import with_pool
 
 WHO_ANSWERS = text(
     "SELECT CASE WHEN pg_is_in_recovery() THEN 'replica' ELSE 'primary' END, inet_server_port()"
 )
 WAIT_SECONDS = 10.0
-
-
-def with_pool(settings: Settings, use: Callable[[ReadPool], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = ReadPool(settings)
-        await pool.open()
-        try:
-            return await use(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 async def who_answers(pool: ReadPool, after: WalPosition | None = None) -> tuple[str, int]:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-APT_SECONDS = 900
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+from tests import debian
+
 # Headless on loopback only: no first-run UI, no update or sync traffic leaving the machine.
 FLAGS = (
     "--headless",
@@ -27,35 +27,9 @@ FLAGS = (
 )
 
 
-def _apt(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["apt-get", *args],
-        env=os.environ | APT_ENV,
-        capture_output=True,
-        text=True,
-        timeout=APT_SECONDS,
-        check=False,
-    )
-
-
 def find_or_install() -> tuple[str | None, str]:
-    """Chromium's path, installing Debian's `chromium` package as root when it is missing; or
-    None and the reason it cannot be had."""
-    found = shutil.which("chromium")
-    if found is not None:
-        return found, ""
-    if shutil.which("apt-get") is None:
-        return None, "chromium is not installed and there is no apt-get to install it with"
-    if os.geteuid() != 0:
-        return None, "chromium is not installed and installing it needs root (apt-get install)"
-    # A fresh machine's package lists may be missing or stale; the install needs current ones.
-    update = _apt("update")
-    install = _apt("install", "-y", "--no-install-recommends", "chromium")
-    found = shutil.which("chromium")
-    if found is None:
-        tail = (update.stderr + install.stdout + install.stderr)[-2000:]
-        return None, f"apt-get install -y chromium failed (exit {install.returncode}):\n{tail}"
-    return found, ""
+    """Chromium's path, installing Debian's `chromium` package when it is missing."""
+    return debian.find_or_install("chromium", lambda: shutil.which("chromium"))
 
 
 @contextmanager

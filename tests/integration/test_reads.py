@@ -4,9 +4,9 @@ under the read timeouts, and unbothered by connections the server has closed."""
 import asyncio
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,9 +17,7 @@ from db import reads
 from db.reads import ReadPool
 from queries import tasks as queries
 from queries.tasks import DueBound, Position, TaskFilters, TaskRow
-from tests.readers import ConnectionReader
-
-T = TypeVar("T")
+from tests.readers import ConnectionReader, with_pool
 
 BACKEND_PID = text("SELECT pg_backend_pid()")
 SETTINGS_NOW = text(
@@ -27,18 +25,6 @@ SETTINGS_NOW = text(
     " current_setting('lock_timeout')"
 )
 SHOW_SETTINGS = "SELECT current_setting('app.user_id', true), current_setting('statement_timeout')"
-
-
-def with_pool(settings: Settings, use: Callable[[ReadPool], Awaitable[T]]) -> T:
-    async def run() -> T:
-        pool = ReadPool(settings)
-        await pool.open()
-        try:
-            return await use(pool)
-        finally:
-            await pool.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture
