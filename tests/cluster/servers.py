@@ -35,6 +35,9 @@ SERVER_OPTIONS = {
     "max_wal_senders": "10",
     "hot_standby": "on",
     "wal_receiver_status_interval": "100ms",
+    # A replica whose primary was stopped and started again asks for WAL again after this long
+    # (the default, 5 s, is most of a test's wait once the machine is busy).
+    "wal_retrieve_retry_interval": "100ms",
     "shared_buffers": "32MB",
     "max_connections": "60",
     "log_min_messages": "warning",
@@ -184,7 +187,7 @@ def start_replica(primary: Server, workdir: Path, name: str) -> Server:
     return server
 
 
-def replayed_up_to(replica: Server, primary: Server, timeout: float = 10.0) -> None:
+def replayed_up_to(replica: Server, primary: Server, timeout: float = 30.0) -> None:
     """Wait until `replica` has replayed everything `primary` has written so far."""
     ((target,),) = primary.execute("SELECT pg_current_wal_flush_lsn()::text")
     deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 commit's position it shows the commit, and a position that cannot be read costs the token,
 never the committed write."""
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,9 @@ def primary_engine(cluster: Cluster) -> Iterator[Engine]:
     engine.dispose()
 
 
+REPLAY_SECONDS = 30.0
+
+
 def test_a_replica_at_a_writes_position_shows_the_write(
     cluster: Cluster, replica: Server, primary_engine: Engine
 ) -> None:
@@ -34,9 +38,11 @@ def test_a_replica_at_a_writes_position_shows_the_write(
     assert replica.execute(visible, "tasks", (task.id,)) == [(0,)]
     replica.execute("SELECT pg_wal_replay_resume()")
     caught_up = "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn"
-    for _ in range(500):
-        if replica.execute(caught_up, params=(str(COMMITTED_AT.get()),)) == [(True,)]:
-            break
+    position = (str(COMMITTED_AT.get()),)
+    deadline = time.monotonic() + REPLAY_SECONDS
+    while replica.execute(caught_up, params=position) != [(True,)]:
+        assert time.monotonic() < deadline, "the replica did not reach the write's position"
+        time.sleep(0.01)
     assert replica.execute(visible, "tasks", (task.id,)) == [(1,)]
 
 
