@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -11,7 +12,7 @@ from types import FrameType
 from bench import report
 from bench.config import BenchConfig, config
 from bench.run import run
-from bench.workloads import NAMES
+from bench.workloads import NAMES, REPLICA_NAMES
 
 log = logging.getLogger("bench")
 
@@ -34,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
     growth = "instead: list and get, grow the table to --growth-tasks, list and get again"
     add("--growth", action="store_true", help=growth + " (docs/bench-growth.md)")
     add("--growth-tasks", type=int, help="tasks after growing (default 10,000,000)")
+    replica = "instead: list on the primary alone, then with a streaming replica and tokens"
+    add("--replica", action="store_true", help=replica + " (docs/bench-replica.md)")
     add("--workers", type=int, help="service workers (default: one per core)")
     add("--no-install", action="store_true", help="never apt-get install wrk")
     add("--json", type=Path, dest="json_path", help="where to write the JSON results")
@@ -63,7 +66,7 @@ def _count(text: str) -> int:
 
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(set(names) - set(NAMES))
+    unknown = sorted(set(names) - set(NAMES) - set(REPLICA_NAMES))
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown workloads {unknown}; expected some of {NAMES}")
     return names
@@ -72,7 +75,7 @@ def _names(text: str) -> tuple[str, ...]:
 def config_from(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     # Options named as BenchConfig's fields go into it unchanged when given (the two modes pick
     # their defaults in `config`).
-    plain = BenchConfig.__dataclass_fields__.keys() - {"smoke", "growth"}
+    plain = BenchConfig.__dataclass_fields__.keys() - {"smoke", "growth", "replica"}
     overrides = {k: v for k, v in vars(args).items() if k in plain and v is not None}
     if args.no_install:
         overrides["install_wrk"] = False
@@ -81,7 +84,14 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     if args.budget_minutes is not None:
         overrides["budget_seconds"] = args.budget_minutes * 60
     overrides["command"] = shlex.join([".venv/bin/python", "-m", "bench", *argv])
-    chosen = config(smoke=args.smoke, growth=args.growth, **overrides)
+    chosen = config(smoke=args.smoke, growth=args.growth, replica=args.replica, **overrides)
+    names = REPLICA_NAMES if chosen.replica else NAMES
+    if not set(chosen.workloads or ()) <= set(names):
+        raise SystemExit(f"this mode's workloads are {','.join(names)}")
+    if chosen.replica and (chosen.growth or os.environ.get("DATABASE_URL")):
+        raise SystemExit(
+            "--replica copies the benchmark's own server: no --growth, no DATABASE_URL"
+        )
     if chosen.growth:
         if not chosen.workloads or not set(chosen.workloads) <= {"list", "get"}:
             raise SystemExit("--growth measures list and get only (--workloads list,get or a part)")

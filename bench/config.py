@@ -22,6 +22,7 @@ class BenchConfig:
     growth: bool = False  # measure, grow the table to `growth_tasks`, measure again
     growth_tasks: int = 10_000_000
     growth_batch: int = 1_000_000  # rows per INSERT ... SELECT while growing
+    replica: bool = False  # REPLICA_WORKLOADS on the primary alone, then with a replica
     workloads: tuple[str, ...] | None = None  # None: all, in the usual order
     workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))  # one per core
     install_wrk: bool = True
@@ -38,10 +39,31 @@ class BenchConfig:
     command: str = ".venv/bin/python -m bench"
 
 
-def config(*, smoke: bool, growth: bool = False, **overrides: Any) -> BenchConfig:
+def config(
+    *, smoke: bool, growth: bool = False, replica: bool = False, **overrides: Any
+) -> BenchConfig:
     """The defaults (the full run's, or the smoke run's) with the command line's choices on top."""
     defaults = (smoke_defaults() if smoke else {}) | (growth_defaults(smoke) if growth else {})
+    defaults |= replica_defaults(smoke) if replica else {}
     return replace(BenchConfig(), **(defaults | overrides))
+
+
+def replica_defaults(smoke: bool) -> dict[str, Any]:
+    """`--replica`: 16 connections; a server of its own (pg_basebackup copies all of a server),
+    its database dropped after; its own JSON and report."""
+    defaults: dict[str, Any] = {
+        "replica": True,
+        "connections": (16,),
+        "heavy_user_tasks": 0,
+        "keep_database": False,
+        "pgdata": DATA / "replica-run" / "primary",
+        "json_path": DATA / "replica-results.json",
+        "report_path": PROJECT_ROOT / "docs" / "bench-replica.md",
+    }
+    if smoke:
+        defaults |= {"connections": (2,), "json_path": DATA / "smoke-replica-results.json"}
+        defaults |= {"report_path": None, "pgdata": DATA / "smoke" / "replica-run" / "primary"}
+    return defaults
 
 
 def growth_defaults(smoke: bool) -> dict[str, Any]:

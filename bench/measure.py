@@ -15,11 +15,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from bench import pgbench, wrk
+from bench import pgbench, replica, wrk
 from bench.config import BenchConfig
 from bench.dataset import LoadStats, remove_added_rows
 from bench.results import Cell, Latency
-from bench.service import BenchAuth, change_tokens, running_service
+from bench.service import BenchAuth, change_tokens, consistency_token, running_service
 from bench.usage import UsageMeter
 from bench.workloads import Mix, Workload
 from db.connections import sqlalchemy_url
@@ -58,6 +58,8 @@ class Session:
     budget: Budget
     auth: BenchAuth
     pgbench_scripts: dict[str, str] = field(default_factory=dict)
+    replica_url: str | None = None  # `--replica`: the replica, as the service's role
+    reads_on_replica: bool = False  # whether the service reads from it (else from the primary)
 
 
 def measure(session: Session, workload: Workload) -> list[Cell]:
@@ -68,7 +70,8 @@ def measure(session: Session, workload: Workload) -> list[Cell]:
         return [_noted(cell, note) for cell in cells.values()]
     log.info("workload %s", workload.name)
     measure_service(session, workload, cells)
-    measure_pgbench(session, workload, cells)
+    if session.replica_url is None:
+        measure_pgbench(session, workload, cells)
     if workload.writes:
         restore_dataset(session)
     return list(cells.values())
@@ -108,7 +111,11 @@ def _mixes(session: Session, workload: Workload, connections: int) -> list[tuple
 
 
 def _wrk_loads(
-    session: Session, workload: Workload, connections: int, sinces: dict[str, str]
+    session: Session,
+    workload: Workload,
+    connections: int,
+    sinces: dict[str, str],
+    token: str | None,
 ) -> list[tuple[Path, int]]:
     """A wrk script per mix (rewritten for each cell), with its connections."""
     loads = []
@@ -116,8 +123,17 @@ def _wrk_loads(
         path = session.config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
         path.parent.mkdir(parents=True, exist_ok=True)
         seed = session.config.seed
+        follow = workload.consistency == "latest"
         path.write_text(
-            wrk.lua_script(mix, session.pairs, session.tokens, seed=seed, sinces=sinces)
+            wrk.lua_script(
+                mix,
+                session.pairs,
+                session.tokens,
+                seed=seed,
+                sinces=sinces,
+                token=token,
+                follow_tokens=follow,
+            )
         )
         loads.append((path, count))
     return loads
@@ -128,8 +144,12 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
     if not session.budget.allows(SERVER_START_ALLOWANCE + _cell_seconds(config)):
         cells.update((c, _noted(cell, "skipped: time budget")) for c, cell in cells.items())
         return
+    read_url = session.replica_url if session.reads_on_replica else None
+    urls = (session.app_url, session.replica_url) if session.replica_url else None
+    counted = urls and [replica.transactions(url) for url in urls]
     with running_service(
         app_url=session.app_url,
+        read_url=read_url,
         owner_url=session.owner_url,
         auth=session.auth,
         workers=config.workers,
@@ -138,11 +158,15 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
     ) as service:
         users = {user: session.tokens[user] for user, _ in session.pairs}
         sinces = change_tokens(service.url, users) if "changes" in workload.kinds else {}
+        user, _ = session.pairs[0]
+        token = None
+        if workload.consistency == "replayed":  # a write made now: replayed when the cells run
+            token = consistency_token(service.url, user, session.tokens[user])
         for connections, cell in cells.items():
             if not session.budget.allows(_cell_seconds(config)):
                 cells[connections] = _noted(cell, "skipped: time budget")
                 continue
-            loads = _wrk_loads(session, workload, connections, sinces)
+            loads = _wrk_loads(session, workload, connections, sinces, token)
             if config.warmup > 0:
                 wrk.run(session.wrk, loads, url=service.url, seconds=config.warmup)
             meter = UsageMeter(
@@ -157,6 +181,11 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             cells[connections] = replace(
                 cell, service=result, background=background_result, usage=meter.usage()
             )
+    if urls and counted:  # `--replica`, once the service's backends have ended (and reported)
+        ended = [replica.transactions(url) - n for url, n in zip(urls, counted, strict=True)]
+        on_primary, on_replica = ended
+        share = 100 * on_replica / max(1, on_primary + on_replica)
+        cells.update((c, replace(cell, replica_share_pct=share)) for c, cell in cells.items())
 
 
 def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:

@@ -5,11 +5,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.config import BenchConfig
 from bench.dataset import LoadStats
 from bench.results import Cell, Latency, find
 from bench.run import Report
 from bench.targets import TARGET_CONNECTIONS, Verdict, evaluate
-from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD, ROUTES
+from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD, REPLICA_WORKLOADS, ROUTES
 
 RESULT_HEADER = (
     "| workload | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | pgbench tps"
@@ -20,6 +21,18 @@ RESULT_HEADER = (
 LATENCY_HEADER = (
     "| requests | conns | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+REPLICA_FACT = (
+    "- Replica: a hot standby made by `pg_basebackup -R` of the benchmark's server, streaming on"
+    " the same machine. Each workload runs twice, the service reading from the primary"
+    " (READ_DATABASE_URL = DATABASE_URL) and then from the replica. `list-with-token` sends the"
+    " X-Consistency-Token of a write made before the cell; `list-after-write` creates and lists"
+    " in turn, every list sending the token of the latest create answered (half its requests"
+    " write, so 50% is every list served by the replica). The replica's share counts transactions"
+    " in the database on each server while the service ran (pg_stat_database). DB CPU is the"
+    " primary's"
 )
 
 
@@ -103,6 +116,33 @@ def head_of_line_table(cells: list[Cell]) -> str | None:
     return "\n".join([LATENCY_HEADER, *rows]) if rows else None
 
 
+def replica_table(cells: list[Cell]) -> str:
+    """Each `--replica` workload read from the primary alone and with the replica, side by side."""
+    header = (
+        "| workload | conns | primary only: req/s, p50 / p99 ms | primary + replica: req/s,"
+        " p50 / p99 ms | replica's share of transactions % | errors |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
+
+    def figures(cell: Cell | None) -> str:
+        run = cell.service if cell else None
+        if run is None or run.latency is None:
+            return "-"
+        return f"{run.rps:,.0f}, {run.latency.p50_ms:.2f} / {run.latency.p99_ms:.2f}"
+
+    rows = []
+    for name in (w.name for w in REPLICA_WORKLOADS):
+        for alone in (c for c in cells if c.workload == f"{name}, primary only"):
+            paired = find(cells, f"{name}, primary + replica", alone.connections)
+            share = paired.replica_share_pct if paired else None
+            errors = sum(c.errors or 0 for c in (alone, paired) if c)
+            count = str(alone.connections)
+            rows.append(
+                _row([name, count, figures(alone), figures(paired), _num(share), str(errors)])
+            )
+    return "\n".join([header, *rows])
+
+
 def verdicts_table(verdicts: list[Verdict]) -> str:
     rows = [_row([v.target, v.required, v.measured, v.status]) for v in verdicts]
     return "\n".join(["| target | required | measured | status |", "|---|---|---|---|", *rows])
@@ -116,6 +156,16 @@ def _dataset_fact(data: LoadStats, label: str) -> str:
         f"{heavy if data.heavy_user_tasks else ''}, written in {data.total_seconds:.1f} s (rows"
         f" {data.insert_seconds:.1f} s, keys and indexes {data.index_seconds:.1f} s, VACUUM"
         f" ANALYZE {data.vacuum_seconds:.1f} s) by {data.method}"
+    )
+
+
+def _pgbench_fact(config: BenchConfig) -> str:
+    search = ROUTES["heavy_search"].template.replace("{user}", HEAVY_USER)
+    return (
+        f"; pgbench -M prepared -j 1, {config.duration:g} s per cell, as taskapi_app, after the"
+        " service stops, each transaction naming its user first in one pipelined round trip."
+        f" `head-of-line` adds {config.heavy_connections} connection(s) of the heavy user's"
+        f" `{search}`, through the service in its cells and as a second pgbench in pgbench's"
     )
 
 
@@ -139,18 +189,17 @@ def facts(report: Report) -> str:
             " connected as taskapi_app (row-level security applies); a bearer token (HS256) per"
             " user on every request",
             f"- Load: {report.generator}, one thread, {config.duration:g} s per cell after"
-            f" {config.warmup:g} s of warm-up; pgbench -M prepared -j 1, {config.duration:g} s per"
-            " cell, as taskapi_app, after the service stops, each transaction naming its user"
-            " first in one pipelined round trip. `head-of-line` adds"
-            f" {config.heavy_connections} connection(s) of the heavy user's"
-            f" `{ROUTES['heavy_search'].template.replace('{user}', HEAVY_USER)}`, through the"
-            " service in its cells and as a second pgbench in pgbench's",
+            f" {config.warmup:g} s of warm-up{'' if config.replica else _pgbench_fact(config)}",
             f"- PostgreSQL {report.postgres.get('server_version', '?')}: {postgres}",
+            *([REPLICA_FACT] if config.replica else []),
         ]
     )
 
 
 def markdown(report: Report) -> str:
+    if report.config.replica:
+        replica = "## Primary alone, and with a streaming replica\n\n" + replica_table(report.cells)
+        return "\n\n".join([facts(report), replica, "## Results\n\n" + results_table(report)])
     head_of_line = head_of_line_table(report.cells)
     targets = verdicts_table(evaluate(report.cells, growth=report.config.growth))
     parts = [facts(report), "## Results\n\n" + results_table(report)]

@@ -87,6 +87,7 @@ class Cell:
     usage: Usage | None = None
     pgbench: PgbenchResult | None = None
     background: LoadResult | None = None  # the heavy user's searches meanwhile (head-of-line)
+    replica_share_pct: float | None = None  # `--replica`: the replica's share of transactions
     note: str | None = None
 
     @property

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import psutil
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
 
-from bench import wrk
+from bench import replica, wrk
 from bench.config import BenchConfig
 from bench.database import fresh_database, postgres_server, sample_pairs, settings
 from bench.dataset import LoadStats, grow, load
 from bench.measure import CELL_OVERHEAD_ALLOWANCE, SERVER_START_ALLOWANCE, Budget, Session, measure
 from bench.results import Cell
-from bench.service import BenchAuth
-from bench.workloads import HEAVY_USER, WORKLOADS
+from bench.service import HOST, BenchAuth
+from bench.workloads import HEAVY_USER, REPLICA_WORKLOADS, WORKLOADS
 from db.connections import sqlalchemy_url
 from db.embedded import APP_ROLE, as_role
 from db.migrate import upgrade
@@ -84,7 +85,11 @@ def run(config: BenchConfig) -> Report:
             budget=budget,
             auth=auth,
         )
-        cells, datasets, note = _measure_all(session), [dataset], None
+        cells, datasets, note = [], [dataset], None
+        if config.replica:
+            cells = _with_replica(session, server.admin_url, engine, stack)
+        else:
+            cells = _measure_all(session)
         if config.growth:
             estimate = growth_estimate(config, dataset)
             if budget.allows(estimate):
@@ -129,8 +134,28 @@ def _grow(session: Session, engine: Engine) -> Session:
 
 def _measure_all(session: Session) -> list[Cell]:
     config = session.config
-    chosen = [w for w in WORKLOADS if config.workloads is None or w.name in config.workloads]
+    every = REPLICA_WORKLOADS if config.replica else WORKLOADS
+    chosen = [w for w in every if config.workloads is None or w.name in config.workloads]
     return [cell for workload in chosen for cell in measure(session, workload)]
+
+
+def _with_replica(
+    session: Session, admin_url: str, primary: Engine, stack: ExitStack
+) -> list[Cell]:
+    """The workloads reading from the primary, then again reading from a streaming replica."""
+    config = session.config
+    log.info("making a streaming replica (pg_basebackup)")
+    port = stack.enter_context(
+        replica.streaming_replica(admin_url, config.pgdata, config.pgdata.parent / "replica")
+    )
+    on_replica = make_url(session.app_url).set(host=HOST, port=port, query={})
+    session = replace(session, replica_url=on_replica.render_as_string(hide_password=False))
+    replica.wait_for_replay(primary, session.replica_url or "")
+    cells = []
+    for reads_on_replica, label in ((False, "primary only"), (True, "primary + replica")):
+        run = _measure_all(replace(session, reads_on_replica=reads_on_replica))
+        cells += [replace(cell, workload=f"{cell.workload}, {label}") for cell in run]
+    return cells
 
 
 def machine_facts() -> dict[str, object]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import jwt
 import psutil
 
+from bench.workloads import CREATE_BODY
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -62,14 +64,21 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_service(
-    *, app_url: str, owner_url: str, auth: BenchAuth, workers: int, log_path: Path, cwd: Path
+    *,
+    app_url: str,
+    owner_url: str,
+    auth: BenchAuth,
+    workers: int,
+    log_path: Path,
+    cwd: Path,
+    read_url: str | None = None,  # None: the primary, as DATABASE_URL
 ) -> Iterator[Service]:
     """Start the service on a free loopback port; stop it by pid however the block ends."""
     port = free_port()
     serve = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
     env = os.environ | auth.environment()
-    env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": app_url}
+    env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": read_url or app_url}
     env |= {"MIGRATION_DATABASE_URL": owner_url}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:  # its access log, one file per workload
@@ -138,3 +147,13 @@ def change_tokens(url: str, bearers: dict[str, str]) -> dict[str, str]:
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
             current[user] = json.load(answer)["next"]
     return current
+
+
+def consistency_token(url: str, user: str, bearer: str) -> str | None:
+    """The X-Consistency-Token of a task created now (None: the service reads no replica)."""
+    headers = {"Authorization": "Bearer " + bearer, "Content-Type": "application/json"}
+    body = json.dumps(CREATE_BODY).encode()
+    request = urllib.request.Request(f"{url}/api/{user}/tasks", body, headers)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        token: str | None = answer.headers.get("X-Consistency-Token")
+        return token

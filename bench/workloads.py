@@ -49,6 +49,9 @@ class Workload:
     """Sent meanwhile on `--heavy-connections` more connections, service and pgbench alike."""
     connections: tuple[int, ...] = ()
     """Only these of the configured connection counts (all of them when none is configured)."""
+    consistency: Literal["replayed", "latest"] | None = None
+    """`--replica`: reads send an X-Consistency-Token, of a write made before the cell
+    ("replayed") or of the latest write answered meanwhile ("latest")."""
 
     @property
     def kinds(self) -> set[Kind]:
@@ -60,7 +63,8 @@ class Workload:
 
     @property
     def writes(self) -> bool:
-        return bool(self.kinds & WRITE_KINDS)
+        """Whether it adds or changes rows (its requests, or the write its token comes from)."""
+        return bool(self.kinds & WRITE_KINDS) or self.consistency == "replayed"
 
     def counts(self, configured: tuple[int, ...]) -> tuple[int, ...]:
         chosen = tuple(c for c in configured if c in self.connections)
@@ -82,4 +86,14 @@ WORKLOADS = (
     # 80% reads, 20% writes.
     Workload("mixed", (("list", 40), ("get", 40), ("create", 10), ("toggle", 10))),
 )
+# `--replica` runs these instead, against the primary alone and with a streaming replica.
+REPLICA_WORKLOADS = (
+    Workload("list", (("list", 1),)),
+    # What the token's check costs when the replica has long replayed the write.
+    Workload("list-with-token", (("list", 1),), consistency="replayed"),
+    # Read your writes: each list waits for the replica to replay the latest create (or reads
+    # from the primary after REPLICA_WAIT_MS).
+    Workload("list-after-write", (("create", 1), ("list", 1)), consistency="latest"),
+)
 NAMES = tuple(workload.name for workload in WORKLOADS)
+REPLICA_NAMES = tuple(workload.name for workload in REPLICA_WORKLOADS)

@@ -26,6 +26,7 @@ local tokens = { $tokens }
 local sinces = { $sinces }
 local kinds = { $kinds }
 local total_weight = $total_weight
+local token = $token
 
 function init(args) math.randomseed($seed) end
 
@@ -40,9 +41,10 @@ function request()
   path = path:gsub("{since}", sinces[user] or "")
   local headers = {["Authorization"] = "Bearer " .. tokens[user]}
   if kind.body then headers["Content-Type"] = "application/json" end
+  if token and kind.method == "GET" then headers["X-Consistency-Token"] = token end
   return wrk.format(kind.method, path, headers, kind.body)
 end
-
+$follow
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -54,6 +56,12 @@ function done(summary, latency, requests)
 end
 """
 )
+# Defined only when used: wrk parses every response's headers for a `response` function.
+FOLLOW_TOKENS = """
+function response(status, headers, body)
+  token = headers["x-consistency-token"] or headers["X-Consistency-Token"] or token
+end
+"""
 
 
 def find_or_install(*, allow_install: bool) -> str:
@@ -85,6 +93,8 @@ def lua_script(
     *,
     seed: int,
     sinces: dict[str, str] | None = None,
+    token: str | None = None,
+    follow_tokens: bool = False,
 ) -> str:
     upto = 0
     kinds = []
@@ -102,6 +112,8 @@ def lua_script(
         sinces=", ".join(f"[{json.dumps(u)}] = {json.dumps(t)}" for u, t in (sinces or {}).items()),
         kinds=", ".join(kinds),
         total_weight=upto,
+        token=json.dumps(token) if token else "nil",
+        follow=FOLLOW_TOKENS if follow_tokens else "",
         seed=seed,
         marker=RESULT_MARKER,
     )

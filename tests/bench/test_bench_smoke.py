@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.workloads import NAMES
+from bench.workloads import NAMES, REPLICA_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REPORT = PROJECT_ROOT / "docs" / "bench-latest.md"
@@ -104,3 +104,40 @@ def test_the_growth_smoke_run_measures_before_and_after_growing(growth: dict[str
         assert cell["errors"] == 0
         assert cell["pgbench"]["failed"] == 0
     assert len(results["targets"]) == 4
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`--smoke --replica`: the benchmark's own server and a streaming replica of it."""
+    results = tmp_path_factory.mktemp("bench") / "replica.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--replica", "--json", str(results)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        check=True,
+        timeout=SMOKE_TIMEOUT_SECONDS,
+    )
+    return {"results": json.loads(results.read_text())}
+
+
+def test_the_replica_run_reads_from_the_primary_then_mostly_from_the_replica(
+    replica: dict[str, Any],
+) -> None:
+    workloads = replica["results"]["workloads"]
+    for name in REPLICA_NAMES:
+        alone, paired = workloads[f"{name}, primary only"], workloads[f"{name}, primary + replica"]
+        for cell in alone + paired:
+            assert cell["rps"] > 0
+            assert cell["errors"] == 0
+        assert all(cell["replica_share_pct"] < 5 for cell in alone)
+    # Its reads on the replica, but for the service's checks of it and the token's writes.
+    (listed,) = workloads["list, primary + replica"]
+    assert listed["replica_share_pct"] > 80
+    (after_writes,) = workloads["list-after-write, primary + replica"]
+    assert after_writes["replica_share_pct"] > 0
+
+
+def test_the_replica_run_stops_and_removes_its_replica(replica: dict[str, Any]) -> None:
+    pgdata = Path(replica["results"]["config"]["pgdata"])
+    assert not (pgdata.parent / "replica").exists()
