@@ -6,6 +6,7 @@ from http import HTTPStatus
 from typing import Any
 
 import psycopg
+import psycopg2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -316,6 +317,8 @@ def install_error_handlers(app: FastAPI) -> None:
         InterfaceError,
         psycopg.OperationalError,  # the query side: psycopg 3 (db/reads.py)
         psycopg.InterfaceError,
+        psycopg2.OperationalError,  # and its inline reads: psycopg2, no SQLAlchemy
+        psycopg2.InterfaceError,
     )
     for driver_error in driver_errors:
         app.add_exception_handler(driver_error, _on_database_error)

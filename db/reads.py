@@ -1,4 +1,5 @@
-"""The query side's connections: psycopg 3 on the event loop, one message per read.
+"""The query side's connections: psycopg 3 on the event loop, one message per read; and, for
+reads an index bounds, one psycopg2 connection called on the event loop itself (ADR 0018).
 
 Each read is one simple-query message of two statements: the `set_config` that names the caller
 for row-level security (with the statement and lock timeouts), then the query itself, as
@@ -10,9 +11,13 @@ COMMIT, no pre-ping, no thread: see ADR 0007, and ADR 0017 for the single messag
 """
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import random
 import re
+import socket
+import threading
 import time
 import weakref
 from collections.abc import Mapping
@@ -21,15 +26,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
+from sqlalchemy.engine import make_url
 
 from db.connections import has_unread_input, libpq_url
 from db.replicas import Replica, Replicas, first_line
 from db.replication import WalPosition
 from db.scope import SET_USER_SQL, Timeouts
 from db.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
 
 Row = tuple[Any, ...]
 
@@ -62,6 +73,15 @@ in the hundreds of thousands, the ones in use at a time a few dozen."""
 
 _COMPILED: dict[str, "CompiledRead"] = {}
 _BIND = re.compile(r"%\((\w+)\)s")
+_BOUNDED: set[str] = set()
+
+
+def index_bounded(statement: TextClause) -> TextClause:
+    """Mark `statement` as one whose worst case an index bounds (a row by its key, a page in an
+    index's order): where INLINE_READS allows, it runs on the event loop itself (ADR 0018)."""
+    _BOUNDED.add(statement.text)
+    return statement
+
 
 PREPARED_PER_CONNECTION = 100
 """Statements kept prepared on one connection; past that, all are deallocated and begun anew."""
@@ -75,9 +95,10 @@ class CompiledRead:
     prepare: str
     execute: str
     name: str
+    bounded: bool = False  # by an index: see index_bounded
 
     @classmethod
-    def of(cls, sql: str) -> "CompiledRead":
+    def of(cls, sql: str, *, bounded: bool = False) -> "CompiledRead":
         names: list[str] = []
         for bind in _BIND.findall(sql):
             if bind not in names:
@@ -86,7 +107,8 @@ class CompiledRead:
         name = "r_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:24]
         arguments = ", ".join(f"%({bind})s" for bind in names)
         execute = f"EXECUTE {name}({arguments})" if names else f"EXECUTE {name}"
-        return cls(plain=sql, prepare=f"PREPARE {name} AS {positional}", execute=execute, name=name)
+        prepare = f"PREPARE {name} AS {positional}"
+        return cls(plain=sql, prepare=prepare, execute=execute, name=name, bounded=bounded)
 
 
 def psycopg_sql(statement: TextClause) -> str:
@@ -102,7 +124,8 @@ def compiled_read(statement: TextClause) -> CompiledRead:
         if len(_COMPILED) >= COMPILED_STATEMENTS:
             del _COMPILED[next(iter(_COMPILED))]
         sql = str(statement.compile(dialect=_DIALECT))
-        compiled = _COMPILED[statement.text] = CompiledRead.of(sql)
+        bounded = statement.text in _BOUNDED
+        compiled = _COMPILED[statement.text] = CompiledRead.of(sql, bounded=bounded)
     return compiled
 
 
@@ -171,12 +194,15 @@ class ReadPool:
             settings,
             lambda url, number: _connection_pool(settings, url, f"reads-replica-{number}"),
         )
+        self.inline = InlineConnection(settings) if inline_reads(settings) else None
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
         await self.replicas.open(self.primary_position)
 
     async def close(self) -> None:
+        if self.inline is not None:
+            self.inline.stop()
         await self.replicas.close()
         await self._pool.close()
 
@@ -219,6 +245,10 @@ class ReadPool:
         at once without it), else (or when `primary` is asked for) from the primary."""
         read = compiled_read(statement)
         binds = {**params, **{"taskapi_" + k: v for k, v in self._timeouts.binds(user_id).items()}}
+        if self.inline is not None and read.bounded and (primary or not self.replicas.all):
+            inline = self.inline.fetch(read, binds)
+            if inline is not None:
+                return inline
         replica = None if primary else self.replicas.next()
         if replica is not None:
             rows = await self._on_replica(replica, read, binds, after)
@@ -331,6 +361,144 @@ async def _run(
 
 def _first_value(row: Row | None) -> Any:
     return None if row is None else row[0]
+
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+INLINE_RETRY_SECONDS = 1.0
+"""After a failed connect, the inline connection leaves reads to the pool for this long."""
+INLINE_GRACE_SECONDS = 1.0
+"""An inline read still waiting this long past the statement timeout has a server that no
+longer answers: the watchdog severs its connection, and the event loop is free again."""
+WATCH_EVERY_SECONDS = 0.25
+
+
+def inline_reads(settings: DatabaseSettings) -> bool:
+    """INLINE_READS: `on`, `off`, or (`auto`) on when the primary is on this machine."""
+    if settings.inline_reads != "auto":
+        return settings.inline_reads == "on"
+    url = make_url(libpq_url(settings.write_url()))
+    host = str(url.query.get("host") or url.host or "")
+    return host in LOCAL_HOSTS or host.startswith("/") or host == ""
+
+
+class InlineConnection:
+    """One psycopg2 connection per process for reads an index bounds, run on the event loop
+    itself: no task switch, no pool checkout, libpq end to end (ADR 0018). While one runs, the
+    worker's other requests wait, so it is used only where the server answers in microseconds
+    and the statement timeout caps the worst case. The message is the pool's: the caller's
+    settings, then the query, in one implicit transaction.
+
+    `fetch` answers None when it cannot serve a read (another thread holds the connection, it
+    cannot connect, or its connection turns out dead): the pool then serves it."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self._dsn = libpq_url(settings.write_url())
+        self._connect_timeout = settings.connect_timeout_seconds
+        self._prepare = settings.prepared_statements
+        self._longest = settings.statement_timeout_ms / 1000 + INLINE_GRACE_SECONDS
+        self._conn: psycopg2.extensions.connection | None = None
+        self._prepared: set[str] = set()
+        self._connect_after = 0.0
+        self._lock = threading.Lock()
+        self._busy_since: float | None = None
+        self._closing = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def fetch(self, read: CompiledRead, binds: dict[str, Any]) -> list[Row] | None:
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._connection()
+            if conn is None:
+                return None
+            self._busy_since = time.monotonic()
+            try:
+                return self._fetch_once(conn, read, binds)
+            except psycopg2.OperationalError:
+                if not conn.closed:
+                    raise  # the statement's own failure (a timeout): the answer
+                self.close()  # dead: a read changes nothing, so the pool sends it again
+                return None
+            finally:
+                self._busy_since = None
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._prepared.clear()
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> None:
+        self._closing.set()
+        self.close()
+
+    def _watch(self) -> None:
+        """Sever the connection of a read the server has left hanging (a stopped or unreachable
+        server sends neither the answer nor the statement timeout's error)."""
+        while not self._closing.wait(WATCH_EVERY_SECONDS):
+            since, conn = self._busy_since, self._conn
+            if since is None or conn is None or time.monotonic() - since < self._longest:
+                continue
+            log.error(
+                "an inline read got no answer in %.1fs: closing its connection", self._longest
+            )
+            # On a duplicate of its descriptor: shutdown acts on the socket itself, so libpq's
+            # blocked read returns at once, and the connection's own descriptor stays libpq's.
+            with (
+                contextlib.suppress(OSError),
+                socket.fromfd(conn.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as duplicate,
+            ):
+                duplicate.shutdown(socket.SHUT_RDWR)
+
+    def _connection(self) -> psycopg2.extensions.connection | None:
+        if self._conn is not None and has_unread_input(self._conn):
+            self.close()  # the server closed it while idle
+        if self._conn is None and time.monotonic() >= self._connect_after:
+            try:
+                conn = psycopg2.connect(self._dsn, connect_timeout=self._connect_timeout)
+            except psycopg2.Error:
+                self._connect_after = time.monotonic() + INLINE_RETRY_SECONDS
+                return None
+            conn.autocommit = True
+            self._conn = conn
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, daemon=True)
+                self._watchdog.start()
+        return self._conn
+
+    def _fetch_once(
+        self, conn: psycopg2.extensions.connection, read: CompiledRead, binds: dict[str, Any]
+    ) -> list[Row]:
+        if not self._prepare:
+            return _run_inline(conn, _SET_USER + read.plain, binds)
+        preparation = ""
+        if read.name not in self._prepared:
+            preparation = read.prepare + "; "
+            if len(self._prepared) >= PREPARED_PER_CONNECTION:
+                preparation = "DEALLOCATE ALL; " + preparation
+                self._prepared.clear()
+        try:
+            rows = _run_inline(conn, _SET_USER + preparation + read.execute, binds)
+        except (
+            psycopg2.errors.DuplicatePreparedStatement,
+            psycopg2.errors.InvalidSqlStatementName,
+        ):
+            self._prepared.clear()  # not what we noted: begin the list again, as the pool does
+            message = _SET_USER + "DEALLOCATE ALL; " + read.prepare + "; " + read.execute
+            rows = _run_inline(conn, message, binds)
+        self._prepared.add(read.name)
+        return rows
+
+
+def _run_inline(
+    conn: psycopg2.extensions.connection, message: str, binds: dict[str, Any]
+) -> list[Row]:
+    """Send `message` (several statements) once; the last statement's rows."""
+    with conn.cursor() as cursor:
+        cursor.execute(message, binds)
+        return cursor.fetchall()
 
 
 class UserReader:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import TextClause, text
 
 from db.models import DUE_ASC_KEY, DUE_DESC_KEY
-from db.reads import Reader
+from db.reads import Reader, index_bounded
 
 Status = Literal["all", "pending", "completed"]
 Sort = Literal["created", "updated", "title", "due_date", "priority"]
@@ -204,6 +204,16 @@ class ListShape:
         )
 
 
+_INDEX_ORDERED = {("all", "created"), ("pending", "created"), ("all", "updated")}
+"""Status and sort whose pages an index reads in order, stopping at the limit (db/models.py)."""
+
+
+def _read_in_index_order(shape: ListShape) -> bool:
+    """No filter but a status the index covers: a page costs its rows, whoever asks."""
+    plain = ListShape(status=shape.status, sort=shape.sort, order=shape.order, after=shape.after)
+    return shape == plain and (shape.status, shape.sort) in _INDEX_ORDERED
+
+
 @functools.lru_cache(maxsize=1024)
 def list_statement(shape: ListShape) -> TextClause:
     """The statement for one shape, assembled from the constant fragments above."""
@@ -226,7 +236,7 @@ def list_statement(shape: ListShape) -> TextClause:
     if arguments is None:
         sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key" + where + rest
         sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
-        return text(sql)
+        return index_bounded(text(sql)) if _read_in_index_order(shape) else text(sql)
     branch = "(SELECT " + _COLUMNS + ", " + key + " AS sort_value" + where + rest
     order = " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit)"
     # OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
@@ -249,7 +259,7 @@ LIST_TASKS_SQL: dict[tuple[Status, Sort], TextClause] = {
     for sort, order in DEFAULT_ORDER.items()
 }
 
-GET_TASK_SQL = text(_FROM_VIEW + " AND id = :task_id")
+GET_TASK_SQL = index_bounded(text(_FROM_VIEW + " AND id = :task_id"))
 
 
 def like_pattern(term: str) -> str:

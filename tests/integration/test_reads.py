@@ -177,6 +177,8 @@ def shapes() -> list[dict[str, Any]]:
             ("pending", "title", "desc", None),
             ("completed", "due_date", "asc", None),
             ("all", "priority", None, Position(key="2", id=30)),
+            ("pending", "created", "asc", None),  # and the next two: read inline where allowed
+            ("all", "updated", None, None),
         ]
     ]
 
@@ -197,9 +199,11 @@ def test_every_list_shape_reads_the_same_through_the_pool_as_in_sql(
 
     expected = asyncio.run(through_sqlalchemy())
     assert sum(map(len, expected)) > 100  # the shapes find rows, most of them
-    assert with_pool(one_connection, through_pool) == expected
-    unprepared = one_connection.model_copy(update={"prepared_statements": False})
-    assert with_pool(unprepared, through_pool) == expected
+    for inline in ("on", "off"):
+        settings = one_connection.model_copy(update={"inline_reads": inline})
+        assert with_pool(settings, through_pool) == expected
+        unprepared = settings.model_copy(update={"prepared_statements": False})
+        assert with_pool(unprepared, through_pool) == expected
 
 
 PREPARED = text("SELECT count(*) FROM pg_prepared_statements")
