@@ -13,17 +13,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import create_engine
-
 from bench import pgbench, replica, wrk
 from bench.config import BenchConfig
+from bench.database import engine_at
 from bench.dataset import LoadStats, remove_added_rows
 from bench.results import Cell, Latency
 from bench.service import BenchAuth, change_tokens, consistency_token, running_service
 from bench.usage import UsageMeter
 from bench.workloads import Mix, Workload
-from db.connections import sqlalchemy_url
-from db.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +87,8 @@ def _log(
 
 
 def restore_dataset(session: Session) -> None:
-    engine = create_engine(sqlalchemy_url(session.owner_url))
-    try:
+    with engine_at(session.owner_url) as engine:
         seconds = remove_added_rows(engine, session.dataset)
-    finally:
-        engine.dispose()
     log.info("  removed the rows this workload added, vacuumed (%.1fs)", seconds)
 
 
@@ -154,7 +148,6 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         auth=session.auth,
         workers=config.workers,
         log_path=config.work_dir / f"server-{workload.name}.log",
-        cwd=PROJECT_ROOT,
     ) as service:
         users = {user: session.tokens[user] for user, _ in session.pairs}
         sinces = change_tokens(service.url, users) if "changes" in workload.kinds else {}

@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
+from bench.database import engine_at
+from bench.processes import stop
 from bench.service import HOST, free_port
-from db.connections import sqlalchemy_url
 from db.embedded import client_program
 
 START_SECONDS = 120.0
@@ -52,13 +53,7 @@ def streaming_replica(primary_url: str, primary_pgdata: Path, pgdata: Path) -> I
     try:
         yield port
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGINT)  # fast shutdown
-        try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGINT, STOP_SECONDS)  # SIGINT: a fast shutdown
         shutil.rmtree(pgdata, ignore_errors=True)
 
 
@@ -72,11 +67,10 @@ def _run(user: str | None, *command: str | Path) -> None:
 
 def wait_for_replay(primary: Engine, replica_url: str) -> None:
     """Once the replica answers, until it has replayed all that the primary has flushed."""
-    replica = create_engine(sqlalchemy_url(replica_url))
     deadline = time.monotonic() + START_SECONDS
-    try:
-        with primary.connect() as conn:
-            at = str(conn.execute(FLUSHED_SQL).scalar_one())
+    with primary.connect() as conn:
+        at = str(conn.execute(FLUSHED_SQL).scalar_one())
+    with engine_at(replica_url) as replica:
         while True:
             with contextlib.suppress(Exception), replica.connect() as conn:
                 if conn.execute(REPLAYED_SQL, {"at": at}).scalar_one():
@@ -84,15 +78,9 @@ def wait_for_replay(primary: Engine, replica_url: str) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the replica did not replay up to {at} in {START_SECONDS}s")
             time.sleep(0.2)
-    finally:
-        replica.dispose()
 
 
 def transactions(url: str) -> int:
     """Transactions the server has ended in the URL's database, by its statistics."""
-    engine = create_engine(sqlalchemy_url(url))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(TRANSACTIONS_SQL).scalar_one())
-    finally:
-        engine.dispose()
+    with engine_at(url) as engine, engine.connect() as conn:
+        return int(conn.execute(TRANSACTIONS_SQL).scalar_one())
