@@ -34,7 +34,7 @@ class UsageMeter:
     """One load run: CPU of the server and database trees and of each worker, the share of the
     machine that was busy (other work included), and each worker's peak RSS, sampled meanwhile."""
 
-    def __init__(self, *, server_pid: int | None, workers: list[int], db_pid: int | None) -> None:
+    def __init__(self, server_pid: int | None, workers: list[int], db_pid: int | None) -> None:
         self._pids = (server_pid, db_pid)
         self._workers = {pid: psutil.Process(pid) for pid in workers}
         self._peaks = dict.fromkeys(workers, 0)
