@@ -174,7 +174,7 @@ def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]
                 tasks=session.dataset.tasks,
                 users=session.dataset.users,
                 log_dir=directory / "log",
-            )[0]
+            )
         db_cpu = meter.usage().db_cpu_s
         if db_cpu is not None and result.transactions:
             result = replace(result, db_cpu_ms_per_tx=1000 * db_cpu / result.transactions)

@@ -3,7 +3,6 @@
 import contextlib
 import threading
 import time
-from types import TracebackType
 
 import psutil
 
@@ -51,9 +50,7 @@ class UsageMeter:
         self._sampler.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._sampler.join()
         self._busy = psutil.cpu_percent()
