@@ -39,12 +39,10 @@ class BenchConfig:
     command: str = ".venv/bin/python -m bench"
 
 
-# Each mode's defaults, applied in this order over BenchConfig's (the full run's). `--growth`:
-# `list` and `get` before and after growing the table tenfold, with no heavy user (growth appends
-# where its ids would be). `--replica`: a server of its own (pg_basebackup copies all of a
-# server), its database dropped after. `--smoke`: a second or so per cell on a tiny dataset,
-# proving that the pipeline works and measuring nothing; its database names are unique, so a
-# smoke run never touches a full run's database or another smoke run's.
+# Each mode's defaults, applied in order over the full run's. `--growth`: no heavy user (growth
+# appends where its ids would be). `--replica`: a server of its own (pg_basebackup copies a whole
+# server). `--smoke`: a second or so per cell on a tiny dataset, proving that the pipeline works;
+# unique database names, so a smoke run never touches a full run's database or another smoke's.
 SMOKE: dict[str, Any] = {
     "tasks": 2_000,
     "users": 20,

