@@ -118,8 +118,8 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             token = consistency_token(service.url, user, session.tokens[user])
         paths = []  # a wrk script per mix, the same in every cell
         for number, (mix, _) in enumerate(_mixes(session, workload, 0)):
-            paths.append(config.work_dir / "wrk" / f"{workload.name}-{number}.lua")
-            paths[-1].parent.mkdir(parents=True, exist_ok=True)
+            path = config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
+            path.parent.mkdir(parents=True, exist_ok=True)
             script = wrk.lua_script(
                 mix,
                 session.pairs,
@@ -129,7 +129,8 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
                 token=token,
                 follow_tokens=workload.consistency == "latest",
             )
-            paths[-1].write_text(script)
+            path.write_text(script)
+            paths.append(path)
         for connections, cell in cells.items():
             if not session.budget.allows(cell_seconds):
                 cells[connections] = _noted(cell, "skipped: time budget")
