@@ -99,12 +99,11 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
     if not session.budget.allows(SERVER_START_ALLOWANCE + cell_seconds):
         cells.update((c, _noted(cell, "skipped: time budget")) for c, cell in cells.items())
         return
-    read_url = session.replica_url if session.reads_on_replica else None
     urls = [session.app_url, session.replica_url] if session.replica_url else []
     counted = [replica.transactions(url) for url in urls]
     with running_service(
         app_url=session.app_url,
-        read_url=read_url,
+        read_url=session.replica_url if session.reads_on_replica else None,
         owner_url=session.owner_url,
         auth=session.auth,
         workers=config.workers,

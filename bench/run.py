@@ -83,7 +83,7 @@ def run(config: BenchConfig) -> Report:
             budget=budget,
             auth=auth,
         )
-        cells, datasets, note = [], [dataset], None
+        datasets, note = [dataset], None
         if config.replica:
             cells = _with_replica(session, server.admin_url, engine, stack)
         else:
