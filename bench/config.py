@@ -39,74 +39,71 @@ class BenchConfig:
     command: str = ".venv/bin/python -m bench"
 
 
+# Each mode's defaults, applied in order over the full run's. `--growth`: no heavy user (growth
+# appends where its ids would be). `--replica`: a server of its own (pg_basebackup copies a whole
+# server). `--smoke`: a second or so per cell on a tiny dataset, proving that the pipeline works;
+# unique database names, so a smoke run never touches a full run's database or another smoke's.
+SMOKE: dict[str, Any] = {
+    "tasks": 2_000,
+    "users": 20,
+    "duration": 1.0,
+    "warmup": 1.0,
+    "connections": (2,),
+    "heavy_user_tasks": 500,
+    "heavy_connections": 1,
+    "smoke": True,
+    "json_path": DATA / "smoke-results.json",
+    "work_dir": DATA / "smoke",
+    "report_path": None,
+    "database_name": f"taskapi_bench_smoke_{os.getpid()}",
+    "keep_database": False,
+    "budget_seconds": 200.0,
+    "pair_samples": 500,
+}
+GROWTH: dict[str, Any] = {
+    "growth": True,
+    "workloads": ("list", "get"),
+    "connections": (16,),
+    "heavy_user_tasks": 0,
+    "json_path": DATA / "growth-results.json",
+    "report_path": PROJECT_ROOT / "docs" / "bench-growth.md",
+    "database_name": "taskapi_bench_growth",
+}
+SMOKE_GROWTH: dict[str, Any] = {
+    "connections": (2,),
+    "growth_tasks": 20_000,
+    "growth_batch": 5_000,
+    "json_path": DATA / "smoke-growth-results.json",
+    "report_path": None,
+    "database_name": f"taskapi_bench_smoke_growth_{os.getpid()}",
+}
+REPLICA: dict[str, Any] = {
+    "replica": True,
+    "connections": (16,),
+    "heavy_user_tasks": 0,
+    "keep_database": False,
+    "pgdata": DATA / "replica-run" / "primary",
+    "json_path": DATA / "replica-results.json",
+    "report_path": PROJECT_ROOT / "docs" / "bench-replica.md",
+}
+SMOKE_REPLICA: dict[str, Any] = {
+    "connections": (2,),
+    "json_path": DATA / "smoke-replica-results.json",
+    "report_path": None,
+    "pgdata": DATA / "smoke" / "replica-run" / "primary",
+}
+
+
 def config(
     *, smoke: bool, growth: bool = False, replica: bool = False, **overrides: Any
 ) -> BenchConfig:
-    """The defaults (the full run's, or the smoke run's) with the command line's choices on top."""
-    defaults = (smoke_defaults() if smoke else {}) | (growth_defaults(smoke) if growth else {})
-    defaults |= replica_defaults(smoke) if replica else {}
+    """The defaults (the full run's, or a mode's) with the command line's choices on top."""
+    modes = [
+        (smoke, SMOKE),
+        (growth, GROWTH),
+        (growth and smoke, SMOKE_GROWTH),
+        (replica, REPLICA),
+        (replica and smoke, SMOKE_REPLICA),
+    ]
+    defaults = {k: v for chosen, values in modes if chosen for k, v in values.items()}
     return replace(BenchConfig(), **(defaults | overrides))
-
-
-def replica_defaults(smoke: bool) -> dict[str, Any]:
-    """`--replica`: 16 connections; a server of its own (pg_basebackup copies all of a server),
-    its database dropped after; its own JSON and report."""
-    defaults: dict[str, Any] = {
-        "replica": True,
-        "connections": (16,),
-        "heavy_user_tasks": 0,
-        "keep_database": False,
-        "pgdata": DATA / "replica-run" / "primary",
-        "json_path": DATA / "replica-results.json",
-        "report_path": PROJECT_ROOT / "docs" / "bench-replica.md",
-    }
-    if smoke:
-        defaults |= {"connections": (2,), "json_path": DATA / "smoke-replica-results.json"}
-        defaults |= {"report_path": None, "pgdata": DATA / "smoke" / "replica-run" / "primary"}
-    return defaults
-
-
-def growth_defaults(smoke: bool) -> dict[str, Any]:
-    """`--growth`: `list` and `get` at 16 connections, before and after growing the table tenfold;
-    no heavy user (growth appends where its ids would be); its own JSON, report and database."""
-    defaults: dict[str, Any] = {
-        "growth": True,
-        "workloads": ("list", "get"),
-        "connections": (16,),
-        "heavy_user_tasks": 0,
-        "json_path": DATA / "growth-results.json",
-        "report_path": PROJECT_ROOT / "docs" / "bench-growth.md",
-        "database_name": "taskapi_bench_growth",
-    }
-    if smoke:
-        defaults |= {
-            "connections": (2,),
-            "growth_tasks": 20_000,
-            "growth_batch": 5_000,
-            "json_path": DATA / "smoke-growth-results.json",
-            "report_path": None,
-            "database_name": f"taskapi_bench_smoke_growth_{os.getpid()}",
-        }
-    return defaults
-
-
-def smoke_defaults() -> dict[str, Any]:
-    """A second or so per cell on a tiny dataset: proves the pipeline works, measures nothing."""
-    return {
-        "tasks": 2_000,
-        "users": 20,
-        "duration": 1.0,
-        "warmup": 1.0,
-        "connections": (2,),
-        "heavy_user_tasks": 500,
-        "heavy_connections": 1,
-        "smoke": True,
-        "json_path": DATA / "smoke-results.json",
-        "work_dir": DATA / "smoke",
-        "report_path": None,
-        # Unique, so a smoke run never touches a full run's database or another smoke run's.
-        "database_name": f"taskapi_bench_smoke_{os.getpid()}",
-        "keep_database": False,
-        "budget_seconds": 200.0,
-        "pair_samples": 500,
-    }

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
@@ -31,8 +32,14 @@ class PostgresServer:
     """Known when the server runs on this machine and its data directory is readable."""
 
 
-def admin_engine(admin_url: str) -> Engine:
-    return create_engine(sqlalchemy_url(admin_url), isolation_level="AUTOCOMMIT")
+@contextlib.contextmanager
+def engine_at(url: str, **options: Any) -> Iterator[Engine]:
+    """An engine on a libpq URL, disposed of (its pooled connections closed) when the block ends."""
+    engine = create_engine(sqlalchemy_url(url), **options)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -66,13 +73,12 @@ def fresh_database(server: PostgresServer, name: str, *, keep: bool) -> Iterator
 
 
 def _drop_database(server: PostgresServer, name: str) -> None:
-    engine = admin_engine(server.admin_url)
-    try:
-        with engine.connect() as conn:
-            # Names are checked against SAFE_DATABASE_NAME; DDL takes no bind parameters.
-            conn.execute(text("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"))
-    finally:
-        engine.dispose()
+    with (
+        engine_at(server.admin_url, isolation_level="AUTOCOMMIT") as engine,
+        engine.connect() as conn,
+    ):
+        # Names are checked against SAFE_DATABASE_NAME; DDL takes no bind parameters.
+        conn.execute(text("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"))
 
 
 def settings(engine: Engine) -> dict[str, str]:
@@ -94,14 +100,11 @@ def sample_pairs(engine: Engine, *, tasks: int, count: int, seed: int) -> list[t
 
 def _local_postmaster_pid(admin_url: str) -> int | None:
     """The postmaster's pid, when its data directory is on this machine and readable."""
-    engine = admin_engine(admin_url)
     try:
-        with engine.connect() as conn:
+        with engine_at(admin_url) as engine, engine.connect() as conn:
             data_directory = conn.execute(text("SHOW data_directory")).scalar_one()
     except Exception:  # lacking the privilege only costs the DB CPU figure
         return None
-    finally:
-        engine.dispose()
     with contextlib.suppress(OSError):
         return embedded.postmaster_pid(Path(str(data_directory)))
     return None

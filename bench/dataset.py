@@ -10,7 +10,7 @@ title. A growth run appends ordinary tasks with the same owners and spacing in t
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy import Connection, Engine, text
 
@@ -178,7 +178,9 @@ def _write(
             _generate(conn, rows, users=stats.users)
             log.info("  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches))
         inserted = time.perf_counter()
-        _rebuild(conn, schema)
+        conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for ddl in schema:
+            conn.execute(text(ddl))
         conn.execute(FILL_SEARCH_SQL)
         conn.execute(SYNC_COUNTERS_SQL)
         conn.execute(TRIGGERS_ON_SQL)
@@ -216,10 +218,8 @@ def generate_sql(rows: Rows) -> str:
 
 
 def _generate(conn: Connection, rows: Rows, *, users: int) -> None:
-    binds: dict[str, object] = {"first": rows.first, "last": rows.last, "id_offset": rows.id_offset}
-    binds |= {"scale": rows.scale, "users": users, "owner": rows.owner}
-    binds |= {"match_every": rows.match_every, "matches": HEAVY_MATCHES, "match_word": HEAVY_WORD}
-    conn.execute(text(generate_sql(rows)), binds)
+    binds = {"users": users, "matches": HEAVY_MATCHES, "match_word": HEAVY_WORD}
+    conn.execute(text(generate_sql(rows)), asdict(rows) | binds)
 
 
 def _quote(identifier: str) -> str:
@@ -238,9 +238,3 @@ def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> list[str]:
         conn.execute(text("TRUNCATE tasks, task_search, task_tombstones"))
     rebuild = ["ALTER TABLE tasks ADD CONSTRAINT " + _quote(name) + " " + ddl for name, ddl in keys]
     return rebuild + [ddl for _, ddl in indexes]
-
-
-def _rebuild(conn: Connection, schema: list[str]) -> None:
-    conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
-    for ddl in schema:
-        conn.execute(text(ddl))

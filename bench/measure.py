@@ -11,19 +11,15 @@ the service in the service's cells and as a second pgbench in pgbench's.
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-
-from sqlalchemy import create_engine
 
 from bench import pgbench, replica, wrk
 from bench.config import BenchConfig
+from bench.database import engine_at
 from bench.dataset import LoadStats, remove_added_rows
 from bench.results import Cell, Latency
 from bench.service import BenchAuth, change_tokens, consistency_token, running_service
 from bench.usage import UsageMeter
 from bench.workloads import Mix, Workload
-from db.connections import sqlalchemy_url
-from db.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +69,9 @@ def measure(session: Session, workload: Workload) -> list[Cell]:
     if session.replica_url is None:
         measure_pgbench(session, workload, cells)
     if workload.writes:
-        restore_dataset(session)
+        with engine_at(session.owner_url) as engine:
+            seconds = remove_added_rows(engine, session.dataset)
+        log.info("  removed the rows this workload added, vacuumed (%.1fs)", seconds)
     return list(cells.values())
 
 
@@ -81,25 +79,10 @@ def _noted(cell: Cell, note: str) -> Cell:
     return replace(cell, note="; ".join(filter(None, [cell.note, note])))
 
 
-def _log(
-    tool: str, workload: str, connections: int, rate: float, latency: Latency | None, errors: int
-) -> None:
+def _log(tool: str, cell: Cell, rate: float, latency: Latency | None, errors: int) -> None:
     p99 = latency.p99_ms if latency else float("nan")
     line = "  %s %-12s c=%-3d %8.0f/s  p99 %6.1f ms  errors %d"
-    log.info(line, tool, workload, connections, rate, p99, errors)
-
-
-def restore_dataset(session: Session) -> None:
-    engine = create_engine(sqlalchemy_url(session.owner_url))
-    try:
-        seconds = remove_added_rows(engine, session.dataset)
-    finally:
-        engine.dispose()
-    log.info("  removed the rows this workload added, vacuumed (%.1fs)", seconds)
-
-
-def _cell_seconds(config: BenchConfig) -> float:
-    return config.warmup + config.duration + CELL_OVERHEAD_ALLOWANCE
+    log.info(line, tool, cell.workload, cell.connections, rate, p99, errors)
 
 
 def _mixes(session: Session, workload: Workload, connections: int) -> list[tuple[Mix, int]]:
@@ -110,51 +93,21 @@ def _mixes(session: Session, workload: Workload, connections: int) -> list[tuple
     return mixes
 
 
-def _wrk_loads(
-    session: Session,
-    workload: Workload,
-    connections: int,
-    sinces: dict[str, str],
-    token: str | None,
-) -> list[tuple[Path, int]]:
-    """A wrk script per mix (rewritten for each cell), with its connections."""
-    loads = []
-    for number, (mix, count) in enumerate(_mixes(session, workload, connections)):
-        path = session.config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        seed = session.config.seed
-        follow = workload.consistency == "latest"
-        path.write_text(
-            wrk.lua_script(
-                mix,
-                session.pairs,
-                session.tokens,
-                seed=seed,
-                sinces=sinces,
-                token=token,
-                follow_tokens=follow,
-            )
-        )
-        loads.append((path, count))
-    return loads
-
-
 def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:
     config = session.config
-    if not session.budget.allows(SERVER_START_ALLOWANCE + _cell_seconds(config)):
+    cell_seconds = config.warmup + config.duration + CELL_OVERHEAD_ALLOWANCE
+    if not session.budget.allows(SERVER_START_ALLOWANCE + cell_seconds):
         cells.update((c, _noted(cell, "skipped: time budget")) for c, cell in cells.items())
         return
-    read_url = session.replica_url if session.reads_on_replica else None
-    urls = (session.app_url, session.replica_url) if session.replica_url else None
-    counted = urls and [replica.transactions(url) for url in urls]
+    urls = [session.app_url, session.replica_url] if session.replica_url else []
+    counted = [replica.transactions(url) for url in urls]
     with running_service(
         app_url=session.app_url,
-        read_url=read_url,
+        read_url=session.replica_url if session.reads_on_replica else None,
         owner_url=session.owner_url,
         auth=session.auth,
         workers=config.workers,
         log_path=config.work_dir / f"server-{workload.name}.log",
-        cwd=PROJECT_ROOT,
     ) as service:
         users = {user: session.tokens[user] for user, _ in session.pairs}
         sinces = change_tokens(service.url, users) if "changes" in workload.kinds else {}
@@ -162,29 +115,40 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         token = None
         if workload.consistency == "replayed":  # a write made now: replayed when the cells run
             token = consistency_token(service.url, user, session.tokens[user])
+        paths = []  # a wrk script per mix, the same in every cell
+        for number, (mix, _) in enumerate(_mixes(session, workload, 0)):
+            path = config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            script = wrk.lua_script(
+                mix,
+                session.pairs,
+                session.tokens,
+                seed=config.seed,
+                sinces=sinces,
+                token=token,
+                follow_tokens=workload.consistency == "latest",
+            )
+            path.write_text(script)
+            paths.append(path)
         for connections, cell in cells.items():
-            if not session.budget.allows(_cell_seconds(config)):
+            if not session.budget.allows(cell_seconds):
                 cells[connections] = _noted(cell, "skipped: time budget")
                 continue
-            loads = _wrk_loads(session, workload, connections, sinces, token)
+            mixes = _mixes(session, workload, connections)
+            loads = [(path, count) for path, (_, count) in zip(paths, mixes, strict=True)]
             if config.warmup > 0:
                 wrk.run(session.wrk, loads, url=service.url, seconds=config.warmup)
-            meter = UsageMeter(
-                server_pid=service.pid, workers=service.workers, db_pid=session.db_pid
-            )
-            with meter:
+            with UsageMeter(service.pid, service.workers, session.db_pid) as meter:
                 result, *background = wrk.run(
                     session.wrk, loads, url=service.url, seconds=config.duration
                 )
-            _log("service", workload.name, connections, result.rps, result.latency, result.errors)
-            background_result = background[0] if background else None
+            _log("service", cell, result.rps, result.latency, result.errors)
             cells[connections] = replace(
-                cell, service=result, background=background_result, usage=meter.usage()
+                cell, service=result, background=next(iter(background), None), usage=meter.usage()
             )
-    if urls and counted:  # `--replica`, once the service's backends have ended (and reported)
+    if urls:  # `--replica`, once the service's backends have ended (and reported)
         ended = [replica.transactions(url) - n for url, n in zip(urls, counted, strict=True)]
-        on_primary, on_replica = ended
-        share = 100 * on_replica / max(1, on_primary + on_replica)
+        share = 100 * ended[1] / max(1, sum(ended))
         cells.update((c, replace(cell, replica_share_pct=share)) for c, cell in cells.items())
 
 
@@ -192,19 +156,17 @@ def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]
     config = session.config
     directory = config.work_dir / "pgbench"
     kinds = [kind for mix, _ in _mixes(session, workload, 0) for kind, _ in mix]
-    session.pgbench_scripts[workload.name] = "\n".join(
-        f"-- {kind}\n{pgbench.script(kind)}" for kind in kinds
-    )
+    scripts = (f"-- {kind}\n{pgbench.script(kind)}" for kind in kinds)
+    session.pgbench_scripts[workload.name] = "\n".join(scripts)
     for connections, cell in cells.items():
         if not session.budget.allows(config.duration + CELL_OVERHEAD_ALLOWANCE):
             cells[connections] = _noted(cell, "pgbench skipped: time budget")
             continue
-        mixes = _mixes(session, workload, connections)
         loads = [
             (pgbench.write_scripts(f"{workload.name}-{n}", mix, directory), c)
-            for n, (mix, c) in enumerate(mixes)
+            for n, (mix, c) in enumerate(_mixes(session, workload, connections))
         ]
-        with UsageMeter(server_pid=None, workers=[], db_pid=session.db_pid) as meter:
+        with UsageMeter(None, [], session.db_pid) as meter:
             result = pgbench.run(
                 loads,
                 url=session.app_url,
@@ -212,9 +174,9 @@ def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]
                 tasks=session.dataset.tasks,
                 users=session.dataset.users,
                 log_dir=directory / "log",
-            )[0]
+            )
         db_cpu = meter.usage().db_cpu_s
         if db_cpu is not None and result.transactions:
             result = replace(result, db_cpu_ms_per_tx=1000 * db_cpu / result.transactions)
-        _log("pgbench", workload.name, connections, result.tps, result.latency, result.failed)
+        _log("pgbench", cell, result.tps, result.latency, result.failed)
         cells[connections] = replace(cell, pgbench=result)

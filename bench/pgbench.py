@@ -29,14 +29,7 @@ from bench.workloads import (
     Kind,
     Mix,
 )
-from commands.tasks import (
-    CreateTask,
-    ToggleTask,
-    address,
-    create_binds,
-    create_statement,
-    toggle_statement,
-)
+from commands import tasks as task_commands
 from db.embedded import client_program
 from db.scope import SET_USER_SQL, Timeouts
 from queries import changes as change_queries
@@ -87,13 +80,13 @@ def orm_sql(statement: Insert | Update, binds: dict[str, Any]) -> str:
 
 def create_sql() -> str:
     due = date.fromisoformat(CREATE_BODY["due_date"])
-    cmd = CreateTask(user_id=_USER_STAND_IN, title=CREATE_BODY["title"], due_date=due)
-    return orm_sql(create_statement(), create_binds(cmd))
+    cmd = task_commands.CreateTask(user_id=_USER_STAND_IN, title=CREATE_BODY["title"], due_date=due)
+    return orm_sql(task_commands.create_statement(), task_commands.create_binds(cmd))
 
 
 def toggle_sql() -> str:
-    cmd = ToggleTask(user_id=_USER_STAND_IN, task_id=_TASK_STAND_IN)
-    return orm_sql(toggle_statement(conditional=False), address(cmd))
+    cmd = task_commands.ToggleTask(user_id=_USER_STAND_IN, task_id=_TASK_STAND_IN)
+    return orm_sql(task_commands.toggle_statement(conditional=False), task_commands.address(cmd))
 
 
 def inline(sql: str, literals: dict[str, str]) -> str:
@@ -110,9 +103,9 @@ def _search(word: str) -> str:
     return inline(sql, {"term_0": task_queries.like_pattern(word)})
 
 
-def statements(kind: Kind) -> tuple[str, str]:
-    """(variables, statement) of one request kind."""
-    scripts: dict[Kind, tuple[str, str]] = {
+def script(kind: Kind) -> str:
+    """A pgbench script: the caller and timeouts named, then the statement, in one pipeline."""
+    scripts: dict[Kind, tuple[str, str]] = {  # (variables, statement) of each request kind
         "list": (PICK_USER + FETCH_LIMIT, task_queries.LIST_TASKS_SQL[("pending", "created")].text),
         "get": (PICK_TASK, task_queries.GET_TASK_SQL.text),
         # Past every user's last change (at most tasks/users + writes): a poll that finds nothing.
@@ -122,12 +115,7 @@ def statements(kind: Kind) -> tuple[str, str]:
         "create": (PICK_USER, create_sql()),
         "toggle": (PICK_TASK, toggle_sql()),
     }
-    return scripts[kind]
-
-
-def script(kind: Kind) -> str:
-    """A pgbench script: the caller and timeouts named, then the statement, in one pipeline."""
-    variables, statement = statements(kind)
+    variables, statement = scripts[kind]
     pipeline = inline(SET_USER_SQL.text, Timeouts().parameters()) + ";\n" + statement + ";\n"
     if kind in HEAVY_KINDS:  # one user, whom no pgbench arithmetic can name
         pipeline = inline(pipeline, {"user_id": HEAVY_USER})
@@ -153,8 +141,9 @@ def run(
     tasks: int,
     users: int,
     log_dir: Path,
-) -> list[PgbenchResult]:
-    """One pgbench per (scripts, connections), all at once; the first one logs its latencies."""
+) -> PgbenchResult:
+    """One pgbench per (scripts, connections), all at once; the first one's result, with the
+    latencies it logged (the others are load beside it)."""
     whole = max(1, round(seconds))
     for old in log_dir.glob(LOG_PREFIX + "*"):
         old.unlink()
@@ -165,8 +154,7 @@ def run(
     commands = [[program, *options, f"--client={c}", *scripts, url] for scripts, c in loads]
     commands[0][1:1] = ["--log", f"--log-prefix={log_dir / LOG_PREFIX}"]
     outputs = run_at_once(commands, timeout=whole + 60)
-    latencies = [read_latencies(log_dir)] + [[]] * (len(outputs) - 1)
-    return [parse(out, ns, seconds=whole) for out, ns in zip(outputs, latencies, strict=True)]
+    return parse(outputs[0], read_latencies(log_dir), seconds=whole)
 
 
 def parse(stdout: str, latencies_ns: list[int], *, seconds: float) -> PgbenchResult:

@@ -1,7 +1,24 @@
-"""Load generators started side by side and stopped by pid, however the wait ends."""
+"""Processes the benchmark starts, stopped by pid however the wait for them ends."""
 
+import logging
+import signal
 import subprocess
 import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def stop(process: subprocess.Popen[Any], signum: signal.Signals, timeout: float) -> None:
+    """Send `signum` to the pid, then SIGKILL it if it has not exited within `timeout` seconds."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("pid %s ignored %s; killing it", process.pid, signum.name)
+            process.kill()
+            process.wait()
 
 
 def run_at_once(commands: list[list[str]], *, timeout: float) -> list[str]:
@@ -20,7 +37,5 @@ def run_at_once(commands: list[list[str]], *, timeout: float) -> list[str]:
             outputs.append(stdout)
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            stop(process, signal.SIGKILL, timeout=1)
     return outputs

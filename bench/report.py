@@ -48,11 +48,12 @@ def _latencies(latency: Latency | None, *names: str) -> list[str]:
     return [_num(getattr(latency, name) if latency else None, 2) for name in names]
 
 
+def _p50_p99(latency: Latency | None) -> str:
+    return "-" if latency is None else f"{latency.p50_ms:.2f} / {latency.p99_ms:.2f}"
+
+
 def result_row(cell: Cell, label: str) -> str:
-    service, db, usage = cell.service, cell.pgbench, cell.usage
-    db_latency = db.latency if db else None
-    spread = "-" if db_latency is None else f"{db_latency.p50_ms:.2f} / {db_latency.p99_ms:.2f}"
-    background = cell.background
+    service, db, usage, background = cell.service, cell.pgbench, cell.usage, cell.background
     notes = [cell.note] if cell.note else []
     if background is not None:
         searches = f"{background.rps:,.1f} req/s, errors {background.errors}"
@@ -65,7 +66,7 @@ def result_row(cell: Cell, label: str) -> str:
             *_latencies(service.latency if service else None, "p50_ms", "p99_ms", "p999_ms"),
             "-" if service is None else str(service.errors),
             _num(db.tps if db else None, 0),
-            spread,
+            _p50_p99(db.latency if db else None),
             _num(cell.ratio, 3),
             _num(cell.server_cpu_ms_per_request, 2),
             _num(cell.db_cpu_ms_per_request, 3)
@@ -123,24 +124,22 @@ def replica_table(cells: list[Cell]) -> str:
         " p50 / p99 ms | replica's share of transactions % | errors |\n"
         "|---|---:|---:|---:|---:|---:|"
     )
-
-    def figures(cell: Cell | None) -> str:
-        run = cell.service if cell else None
-        if run is None or run.latency is None:
-            return "-"
-        return f"{run.rps:,.0f}, {run.latency.p50_ms:.2f} / {run.latency.p99_ms:.2f}"
-
     rows = []
     for name in (w.name for w in REPLICA_WORKLOADS):
         for alone in (c for c in cells if c.workload == f"{name}, primary only"):
             paired = find(cells, f"{name}, primary + replica", alone.connections)
             share = paired.replica_share_pct if paired else None
             errors = sum(c.errors or 0 for c in (alone, paired) if c)
-            count = str(alone.connections)
-            rows.append(
-                _row([name, count, figures(alone), figures(paired), _num(share), str(errors)])
-            )
+            figures = [_replica_figures(c) for c in (alone, paired)]
+            rows.append(_row([name, str(alone.connections), *figures, _num(share), str(errors)]))
     return "\n".join([header, *rows])
+
+
+def _replica_figures(cell: Cell | None) -> str:
+    run = cell.service if cell else None
+    if run is None or run.latency is None:
+        return "-"
+    return f"{run.rps:,.0f}, {_p50_p99(run.latency)}"
 
 
 def verdicts_table(verdicts: list[Verdict]) -> str:

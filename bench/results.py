@@ -26,12 +26,8 @@ def latency_from_ns(samples: list[int]) -> Latency | None:
     if not samples:
         return None
     samples.sort()
-    return Latency(
-        p50_ms=percentile(samples, 50) / NS_PER_MS,
-        p99_ms=percentile(samples, 99) / NS_PER_MS,
-        p999_ms=percentile(samples, 99.9) / NS_PER_MS,
-        max_ms=samples[-1] / NS_PER_MS,
-    )
+    p50, p99, p999 = (percentile(samples, pct) / NS_PER_MS for pct in (50, 99, 99.9))
+    return Latency(p50_ms=p50, p99_ms=p99, p999_ms=p999, max_ms=samples[-1] / NS_PER_MS)
 
 
 @dataclass(frozen=True, kw_only=True)

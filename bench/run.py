@@ -11,18 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bench import replica, wrk
 from bench.config import BenchConfig
-from bench.database import fresh_database, postgres_server, sample_pairs, settings
+from bench.database import engine_at, fresh_database, postgres_server, sample_pairs, settings
 from bench.dataset import LoadStats, grow, load
 from bench.measure import CELL_OVERHEAD_ALLOWANCE, SERVER_START_ALLOWANCE, Budget, Session, measure
 from bench.results import Cell
 from bench.service import HOST, BenchAuth
 from bench.workloads import HEAVY_USER, REPLICA_WORKLOADS, WORKLOADS
-from db.connections import sqlalchemy_url
 from db.embedded import APP_ROLE, as_role
 from db.migrate import upgrade
 
@@ -58,8 +57,7 @@ def run(config: BenchConfig) -> Report:
             fresh_database(server, config.database_name, keep=config.keep_database)
         )
         upgrade(url)
-        engine = create_engine(sqlalchemy_url(url))
-        stack.callback(engine.dispose)
+        engine = stack.enter_context(engine_at(url))
         log.info("loading %s tasks over %s users", f"{config.tasks:,}", f"{config.users:,}")
         dataset = load(
             engine,
@@ -85,7 +83,7 @@ def run(config: BenchConfig) -> Report:
             budget=budget,
             auth=auth,
         )
-        cells, datasets, note = [], [dataset], None
+        datasets, note = [dataset], None
         if config.replica:
             cells = _with_replica(session, server.admin_url, engine, stack)
         else:

@@ -3,9 +3,9 @@ service's own role, with bearer tokens (HS256, a secret made for the run) on eve
 
 import contextlib
 import json
-import logging
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -13,14 +13,16 @@ import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import jwt
 import psutil
 
+from bench import processes
 from bench.workloads import CREATE_BODY
-
-log = logging.getLogger(__name__)
+from db.settings import PROJECT_ROOT
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_SECONDS = 90.0
@@ -70,7 +72,6 @@ def running_service(
     auth: BenchAuth,
     workers: int,
     log_path: Path,
-    cwd: Path,
     read_url: str | None = None,  # None: the primary, as DATABASE_URL
 ) -> Iterator[Service]:
     """Start the service on a free loopback port; stop it by pid however the block ends."""
@@ -86,7 +87,7 @@ def running_service(
         proc = subprocess.Popen(  # noqa: S603 -- our own interpreter and arguments
             [sys.executable, "-m", "api.cli", *serve],
             env=env,
-            cwd=cwd,
+            cwd=PROJECT_ROOT,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -123,37 +124,32 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     family: list[psutil.Process] = []
     with contextlib.suppress(psutil.NoSuchProcess):
         family = psutil.Process(proc.pid).children(recursive=True)
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            log.warning("the service (pid %s) ignored SIGTERM; killing it", proc.pid)
-            proc.kill()
-            proc.wait()
+    processes.stop(proc, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
     for process in family:
         # psutil refuses to signal a pid the kernel has since given to another process.
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
 
 
+def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> tuple[Any, Message]:
+    """One request to the service as `bearer`'s user (POST when there is a body): JSON, headers."""
+    headers = {"Authorization": "Bearer " + bearer}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, headers)  # noqa: S310 (http on loopback)
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.load(answer), answer.headers
+
+
 def change_tokens(url: str, bearers: dict[str, str]) -> dict[str, str]:
     """Each user's current change-feed token (`next` of a first download of their feed)."""
-    current = {}
-    for user, bearer in bearers.items():
-        headers = {"Authorization": "Bearer " + bearer}
-        feed = f"{url}/api/{user}/changes?limit=1000"
-        request = urllib.request.Request(feed, headers=headers)  # noqa: S310 (http on loopback)
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-            current[user] = json.load(answer)["next"]
-    return current
+    feed = url + "/api/{}/changes?limit=1000"
+    return {user: _call(feed.format(user), bearer)[0]["next"] for user, bearer in bearers.items()}
 
 
 def consistency_token(url: str, user: str, bearer: str) -> str | None:
     """The X-Consistency-Token of a task created now (None: the service reads no replica)."""
-    headers = {"Authorization": "Bearer " + bearer, "Content-Type": "application/json"}
-    body = json.dumps(CREATE_BODY).encode()
-    request = urllib.request.Request(f"{url}/api/{user}/tasks", body, headers)  # noqa: S310
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        token: str | None = answer.headers.get("X-Consistency-Token")
-        return token
+    _, headers = _call(f"{url}/api/{user}/tasks", bearer, CREATE_BODY)
+    token: str | None = headers.get("X-Consistency-Token")
+    return token

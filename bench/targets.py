@@ -49,6 +49,16 @@ def _judge(target: str, required: str, measured: str | None, met: bool, gap: str
     return Verdict(target, required, measured, status)
 
 
+def _at_most(
+    target: str, value: float | None, limit: float, unit: str, digits: int, strict: bool = False
+) -> Verdict:
+    """`value` (in `unit`) at most `limit`, or below it if `strict`; if not, by how much over."""
+    required = f"{'<' if strict else '<='} {limit:g} {unit}"
+    measured = None if value is None else f"{value:.{digits}f} {unit}"
+    met = value is not None and (value < limit if strict else value <= limit)
+    return _judge(target, required, measured, met, f"{(value or 0) / limit:.1f}x over")
+
+
 def _latency(cell: Cell | None) -> Latency | None:
     return cell.service.latency if cell and cell.service else None
 
@@ -76,10 +86,7 @@ def _verdict(target: Target, cell: Cell | None) -> Verdict:
         measured = None if ratio is None else f"{ratio:.3f}"
         return _judge(label, f">= {target.limit:g}", measured, (ratio or 0) >= target.limit, gap)
     latency = _latency(cell)
-    p99 = latency.p99_ms if latency else 0
-    measured = None if latency is None else f"{p99:.1f} ms"
-    gap = f"{p99 / target.limit:.1f}x over"
-    return _judge(label, f"<= {target.limit:g} ms", measured, p99 <= target.limit, gap)
+    return _at_most(label, latency.p99_ms if latency else None, target.limit, "ms", 1)
 
 
 def head_of_line_verdict(cells: list[Cell]) -> Verdict:
@@ -99,11 +106,8 @@ def head_of_line_verdict(cells: list[Cell]) -> Verdict:
 def heavy_search_verdict(cells: list[Cell]) -> Verdict:
     cell = find(cells, "heavy-search")
     latency = cell.pgbench.latency if cell and cell.pgbench else None
-    p50 = latency.p50_ms if latency else 0
-    measured = None if latency is None else f"{p50:.2f} ms"
-    gap = f"{p50 / HEAVY_SEARCH_P50_MS:.1f}x over"
-    met = p50 <= HEAVY_SEARCH_P50_MS
-    return _judge(HEAVY_SEARCH_LABEL, f"<= {HEAVY_SEARCH_P50_MS:g} ms", measured, met, gap)
+    p50 = latency.p50_ms if latency else None
+    return _at_most(HEAVY_SEARCH_LABEL, p50, HEAVY_SEARCH_P50_MS, "ms", 2)
 
 
 def evaluate_growth(cells: list[Cell]) -> list[Verdict]:
@@ -133,7 +137,4 @@ def _errors_verdict(cells: list[Cell]) -> Verdict:
 
 def _memory_verdict(cells: list[Cell]) -> Verdict:
     peak = max((c.peak_rss_mb for c in cells if c.peak_rss_mb is not None), default=None)
-    measured = None if peak is None else f"{peak:.0f} MB"
-    gap = f"{(peak or 0) / WORKER_RSS_LIMIT_MB:.1f}x over"
-    met = (peak or 0) < WORKER_RSS_LIMIT_MB
-    return _judge("peak RSS per worker", f"< {WORKER_RSS_LIMIT_MB:g} MB", measured, met, gap)
+    return _at_most("peak RSS per worker", peak, WORKER_RSS_LIMIT_MB, "MB", 0, strict=True)

@@ -3,7 +3,6 @@
 import contextlib
 import threading
 import time
-from types import TracebackType
 
 import psutil
 
@@ -34,7 +33,7 @@ class UsageMeter:
     """One load run: CPU of the server and database trees and of each worker, the share of the
     machine that was busy (other work included), and each worker's peak RSS, sampled meanwhile."""
 
-    def __init__(self, *, server_pid: int | None, workers: list[int], db_pid: int | None) -> None:
+    def __init__(self, server_pid: int | None, workers: list[int], db_pid: int | None) -> None:
         self._pids = (server_pid, db_pid)
         self._workers = {pid: psutil.Process(pid) for pid in workers}
         self._peaks = dict.fromkeys(workers, 0)
@@ -51,9 +50,7 @@ class UsageMeter:
         self._sampler.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._sampler.join()
         self._busy = psutil.cpu_percent()

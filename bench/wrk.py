@@ -137,19 +137,12 @@ def parse_output(stdout: str) -> LoadResult:
         raise RuntimeError("wrk printed no result line:\n" + stdout)
     raw = json.loads(line.removeprefix(RESULT_MARKER))
     requests = int(raw["requests"])
-    latency = None
-    if requests:
-        latency = Latency(
-            p50_ms=raw["p50_us"] / 1000,
-            p99_ms=raw["p99_us"] / 1000,
-            p999_ms=raw["p999_us"] / 1000,
-            max_ms=raw["max_us"] / 1000,
-        )
+    ms = {f"{name}_ms": raw[f"{name}_us"] / 1000 for name in ("p50", "p99", "p999", "max")}
     return LoadResult(
         requests=requests,
         seconds=raw["duration_us"] / 1e6,
         # wrk counts a response with status >= 400 as a "status" error.
         non_2xx=int(raw["status"]),
         socket_errors=int(sum(raw[k] for k in ("connect", "read", "write", "timeout"))),
-        latency=latency,
+        latency=Latency(**ms) if requests else None,
     )

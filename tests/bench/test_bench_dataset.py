@@ -18,7 +18,6 @@ from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD, ROUTES
 from db import embedded
 from db.connections import sqlalchemy_url
 from db.migrate import upgrade
-from db.settings import PROJECT_ROOT
 from tests.integration.test_per_user_ids_migration import create_as_service
 
 TASKS = 40
@@ -104,7 +103,6 @@ def test_every_kind_of_request_is_answered_with_a_token_of_its_user(
             auth=auth,
             workers=1,
             log_path=tmp_path / "server.log",
-            cwd=PROJECT_ROOT,
         ) as service,
         httpx.Client(base_url=service.url, timeout=10) as client,
     ):
