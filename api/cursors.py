@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi.exceptions import RequestValidationError
 
 from api.problems import invalid_input
@@ -109,7 +110,7 @@ class CursorCodec:
         return payload
 
     def encode(self, position: Position, bound_to: str) -> str:
-        return self.seal(json.dumps([VERSION, bound_to, position.key, position.id]).encode())
+        return self.seal(orjson.dumps([VERSION, bound_to, position.key, position.id]))
 
     def decode(self, cursor: str, bound_to: str) -> Position:
         """The position in `cursor`; a 422 if it was altered or made for other parameters."""
