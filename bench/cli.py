@@ -24,8 +24,8 @@ def parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--smoke", action="store_true", help="tiny dataset, ~1 s per cell, no report (for tests)")
-    add("--tasks", type=int, help="tasks to load (default 1,000,000)")
-    add("--users", type=int, help="users owning them (default 10,000)")
+    add("--tasks", type=_positive, help="tasks to load (default 1,000,000)")
+    add("--users", type=_positive, help="users owning them (default 10,000)")
     add("--duration", type=float, help="measured seconds per cell (default 15)")
     add("--warmup", type=float, help="unmeasured seconds before each service cell (default 2)")
     add("--connections", type=_counts, help="comma-separated, e.g. 1,16,64 (the default)")
@@ -34,10 +34,10 @@ def parser() -> argparse.ArgumentParser:
     add("--heavy-connections", type=_positive, help="its searches in head-of-line (default 2)")
     growth = "instead: list and get, grow the table to --growth-tasks, list and get again"
     add("--growth", action="store_true", help=growth + " (docs/bench-growth.md)")
-    add("--growth-tasks", type=int, help="tasks after growing (default 10,000,000)")
+    add("--growth-tasks", type=_positive, help="tasks after growing (default 10,000,000)")
     replica = "instead: list on the primary alone, then with a streaming replica and tokens"
     add("--replica", action="store_true", help=replica + " (docs/bench-replica.md)")
-    add("--workers", type=int, help="service workers (default: one per core)")
+    add("--workers", type=_positive, help="service workers (default: one per core)")
     add("--no-install", action="store_true", help="never apt-get install wrk")
     add("--json", type=Path, dest="json_path", help="where to write the JSON results")
     add("--report", type=Path, dest="report_path", help="the generated Markdown report's path")

@@ -108,6 +108,8 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         auth=session.auth,
         workers=config.workers,
         log_path=config.work_dir / f"server-{workload.name}.log",
+        # `--replica` compares like with like: inline reads serve the primary only (ADR 0018).
+        inline_reads="off" if session.replica_url else "auto",
     ) as service:
         users = {user: session.tokens[user] for user, _ in session.pairs}
         sinces = change_tokens(service.url, users) if "changes" in workload.kinds else {}

@@ -32,7 +32,8 @@ REPLICA_FACT = (
     " in turn, every list sending the token of the latest create answered (half its requests"
     " write, so 50% is every list served by the replica). The replica's share counts transactions"
     " in the database on each server while the service ran (pg_stat_database). DB CPU is the"
-    " primary's"
+    " primary's. Inline reads (ADR 0018) are off in both: they serve the primary only, so with"
+    " them the primary alone would also be measured on another driver (docs/bench-latest.md)"
 )
 
 

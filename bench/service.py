@@ -73,6 +73,7 @@ def running_service(
     workers: int,
     log_path: Path,
     read_url: str | None = None,  # None: the primary, as DATABASE_URL
+    inline_reads: str = "auto",
 ) -> Iterator[Service]:
     """Start the service on a free loopback port; stop it by pid however the block ends."""
     port = free_port()
@@ -80,7 +81,7 @@ def running_service(
     # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
     env = os.environ | auth.environment()
     env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": read_url or app_url}
-    env |= {"MIGRATION_DATABASE_URL": owner_url}
+    env |= {"MIGRATION_DATABASE_URL": owner_url, "INLINE_READS": inline_reads}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:  # its access log, one file per workload
         # A session of its own: the bench, not a terminal's Ctrl-C, decides how it stops.

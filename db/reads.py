@@ -74,6 +74,15 @@ in the hundreds of thousands, the ones in use at a time a few dozen."""
 _COMPILED: dict[str, "CompiledRead"] = {}
 _BIND = re.compile(r"%\((\w+)\)s")
 _BOUNDED: set[str] = set()
+_PLANNED_EACH_TIME: set[str] = set()
+
+
+def planned_each_time(statement: TextClause) -> TextClause:
+    """Mark `statement` as one never prepared: its best plan depends on its values (a search,
+    whose matches for one user may be 20 or 200,000), and a prepared statement's generic plan,
+    made for an average user, reads every row of a large one (docs/PERFORMANCE.md)."""
+    _PLANNED_EACH_TIME.add(statement.text)
+    return statement
 
 
 def index_bounded(statement: TextClause) -> TextClause:
@@ -96,9 +105,10 @@ class CompiledRead:
     execute: str
     name: str
     bounded: bool = False  # by an index: see index_bounded
+    prepared: bool = True  # False: see planned_each_time
 
     @classmethod
-    def of(cls, sql: str, *, bounded: bool = False) -> "CompiledRead":
+    def of(cls, sql: str, *, bounded: bool = False, prepared: bool = True) -> "CompiledRead":
         names: list[str] = []
         for bind in _BIND.findall(sql):
             if bind not in names:
@@ -108,7 +118,14 @@ class CompiledRead:
         arguments = ", ".join(f"%({bind})s" for bind in names)
         execute = f"EXECUTE {name}({arguments})" if names else f"EXECUTE {name}"
         prepare = f"PREPARE {name} AS {positional}"
-        return cls(plain=sql, prepare=prepare, execute=execute, name=name, bounded=bounded)
+        return cls(
+            plain=sql,
+            prepare=prepare,
+            execute=execute,
+            name=name,
+            bounded=bounded,
+            prepared=prepared,
+        )
 
 
 def psycopg_sql(statement: TextClause) -> str:
@@ -125,7 +142,9 @@ def compiled_read(statement: TextClause) -> CompiledRead:
             del _COMPILED[next(iter(_COMPILED))]
         sql = str(statement.compile(dialect=_DIALECT))
         bounded = statement.text in _BOUNDED
-        compiled = _COMPILED[statement.text] = CompiledRead.of(sql, bounded=bounded)
+        prepared = statement.text not in _PLANNED_EACH_TIME
+        compiled = CompiledRead.of(sql, bounded=bounded, prepared=prepared)
+        _COMPILED[statement.text] = compiled
     return compiled
 
 
@@ -320,7 +339,7 @@ class ReadPool:
         if after is not None:
             check = _CAUGHT_UP
             binds = {**binds, "taskapi_after": str(after)}
-        if not self._prepare:
+        if not (self._prepare and read.prepared):
             return await _run(conn, _SET_USER + check + read.plain, binds, checked=bool(check))
         prepared = self._prepared.setdefault(conn, set())
         preparation = ""
@@ -471,7 +490,7 @@ class InlineConnection:
     def _fetch_once(
         self, conn: psycopg2.extensions.connection, read: CompiledRead, binds: dict[str, Any]
     ) -> list[Row]:
-        if not self._prepare:
+        if not (self._prepare and read.prepared):
             return _run_inline(conn, _SET_USER + read.plain, binds)
         preparation = ""
         if read.name not in self._prepared:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import TextClause, text
 
 from db.models import DUE_ASC_KEY, DUE_DESC_KEY
-from db.reads import Reader, index_bounded
+from db.reads import Reader, index_bounded, planned_each_time
 
 Status = Literal["all", "pending", "completed"]
 Sort = Literal["created", "updated", "title", "due_date", "priority"]
@@ -249,7 +249,7 @@ def list_statement(shape: ListShape) -> TextClause:
     sql += branch + _FOUND_BY_ID + matching + order
     sql += " UNION ALL " + branch + matching + _FOUND_TOO_MANY + order
     sql += ") AS listed ORDER BY sort_value" + direction + ", id" + direction + " LIMIT :limit"
-    return text(sql)
+    return planned_each_time(text(sql))
 
 
 # The first page of each status and sort in its default order (the benchmark and plan tests).

@@ -220,6 +220,10 @@ def test_growth_compares_p50_and_p99_of_list_and_get_at_two_sizes() -> None:
         ["--growth", "--growth-tasks", "1000"],
         ["--heavy-connections", "0"],
         ["--workloads", "nosuch"],
+        ["--tasks", "0"],
+        ["--users", "-5"],
+        ["--workers", "0"],
+        ["--replica", "--workloads", "search"],
     ],
 )
 def test_options_that_cannot_be_honoured_are_refused(argv: list[str]) -> None:

@@ -237,3 +237,24 @@ def test_a_statement_prepared_behind_the_pools_back_is_prepared_anew(
         return await pool.fetch("alice", statement, {"x": "an answer"})
 
     assert with_pool(one_connection, collide) == [("an answer from the real statement",)]
+
+
+def test_searches_are_planned_for_their_values_and_never_prepared(
+    one_connection: Settings,
+) -> None:
+    """A generic plan, made for an average user, walked all of a 200,000-task user's rows."""
+    search, params = queries.list_query(user_id="alice", filters=TaskFilters(terms=("milk",)))
+    plain, plain_params = queries.list_query(user_id="alice")
+    names = text("SELECT name FROM pg_prepared_statements")
+
+    async def both(pool: ReadPool) -> set[object]:
+        for _ in range(6):  # past the five custom plans before a generic one is considered
+            await pool.fetch("alice", search, params)
+            await pool.fetch("alice", plain, plain_params)
+        return {name for (name,) in await pool.fetch("alice", names, {})}
+
+    for inline in ("on", "off"):
+        settings = one_connection.model_copy(update={"inline_reads": inline})
+        prepared = with_pool(settings, both)
+        assert reads.compiled_read(search).name not in prepared
+        assert reads.compiled_read(plain).name in prepared or inline == "on"
