@@ -342,12 +342,7 @@ class ReadPool:
         if not (self._prepare and read.prepared):
             return await _run(conn, _SET_USER + check + read.plain, binds, checked=bool(check))
         prepared = self._prepared.setdefault(conn, set())
-        preparation = ""
-        if read.name not in prepared:
-            preparation = read.prepare + "; "
-            if len(prepared) >= PREPARED_PER_CONNECTION:
-                preparation = "DEALLOCATE ALL; " + preparation
-                prepared.clear()
+        preparation = _preparation(prepared, read)
         try:
             message = _SET_USER + check + preparation + read.execute
             rows = await _run(conn, message, binds, checked=bool(check))
@@ -359,6 +354,17 @@ class ReadPool:
             rows = await _run(conn, message, binds, checked=bool(check))
         prepared.add(read.name)
         return rows
+
+
+def _preparation(prepared: set[str], read: CompiledRead) -> str:
+    """What a message must send before EXECUTE on a connection that has `prepared`: PREPARE the
+    first time, after DEALLOCATE ALL once PREPARED_PER_CONNECTION are kept (`prepared` cleared)."""
+    if read.name in prepared:
+        return ""
+    if len(prepared) >= PREPARED_PER_CONNECTION:
+        prepared.clear()
+        return "DEALLOCATE ALL; " + read.prepare + "; "
+    return read.prepare + "; "
 
 
 async def _run(
@@ -492,12 +498,7 @@ class InlineConnection:
     ) -> list[Row]:
         if not (self._prepare and read.prepared):
             return _run_inline(conn, _SET_USER + read.plain, binds)
-        preparation = ""
-        if read.name not in self._prepared:
-            preparation = read.prepare + "; "
-            if len(self._prepared) >= PREPARED_PER_CONNECTION:
-                preparation = "DEALLOCATE ALL; " + preparation
-                self._prepared.clear()
+        preparation = _preparation(self._prepared, read)
         try:
             rows = _run_inline(conn, _SET_USER + preparation + read.execute, binds)
         except (

@@ -44,8 +44,8 @@ class DatabaseSettings(BaseSettings):
     inline_reads: Literal["auto", "on", "off"] = "auto"
     """Run reads an index bounds (a task by id, the first pages of the default lists, change-feed
     polls) on the event loop itself, on one psycopg2 connection per worker (ADR 0018): 1.2-1.6x
-    the rate of `list` and `get` here, but a worker waits for each. `auto`: on when the primary is on
-    this machine (loopback or a Unix socket), off across a network (Neon)."""
+    the rate of `list` and `get` here, but a worker waits for each. `auto`: on when the primary
+    is on this machine (loopback or a Unix socket), off across a network (Neon)."""
     prepared_statements: bool = True
     """Prepare the query side's statements on each connection (plan once, send only values).
     Turn off behind a pooler without protocol-level prepared statements (PgBouncer < 1.21)."""
