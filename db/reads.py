@@ -71,25 +71,16 @@ COMPILED_STATEMENTS = 1024
 """Compiled statements kept per process: the list shapes reachable from query parameters number
 in the hundreds of thousands, the ones in use at a time a few dozen."""
 
-_COMPILED: dict[str, "CompiledRead"] = {}
+_COMPILED: dict[tuple[str, bool, bool], "CompiledRead"] = {}
 _BIND = re.compile(r"%\((\w+)\)s")
-_BOUNDED: set[str] = set()
-_PLANNED_EACH_TIME: set[str] = set()
-
-
-def planned_each_time(statement: TextClause) -> TextClause:
-    """Mark `statement` as one never prepared: its best plan depends on its values (a search,
-    whose matches for one user may be 20 or 200,000), and a prepared statement's generic plan,
-    made for an average user, reads every row of a large one (docs/PERFORMANCE.md)."""
-    _PLANNED_EACH_TIME.add(statement.text)
-    return statement
-
-
-def index_bounded(statement: TextClause) -> TextClause:
-    """Mark `statement` as one whose worst case an index bounds (a row by its key, a page in an
-    index's order): where INLINE_READS allows, it runs on the event loop itself (ADR 0018)."""
-    _BOUNDED.add(statement.text)
-    return statement
+INDEX_BOUNDED = {"taskapi_index_bounded": True}
+"""Execution options of a statement whose worst case an index bounds (a row by its key, a page
+in an index's order): where INLINE_READS allows, it runs on the event loop itself (ADR 0018).
+Written where the statement is, `text(...).execution_options(**INDEX_BOUNDED)`."""
+PLANNED_EACH_TIME = {"taskapi_prepared": False}
+"""Execution options of a statement never prepared: its best plan depends on its values (a
+search, whose matches for one user may be 20 or 200,000), and a prepared statement's generic
+plan, made for an average user, reads every row of a large one (docs/PERFORMANCE.md)."""
 
 
 PREPARED_PER_CONNECTION = 100
@@ -104,8 +95,8 @@ class CompiledRead:
     prepare: str
     execute: str
     name: str
-    bounded: bool = False  # by an index: see index_bounded
-    prepared: bool = True  # False: see planned_each_time
+    bounded: bool = False  # by an index: see INDEX_BOUNDED
+    prepared: bool = True  # False: see PLANNED_EACH_TIME
 
     @classmethod
     def of(cls, sql: str, *, bounded: bool = False, prepared: bool = True) -> "CompiledRead":
@@ -134,17 +125,18 @@ def psycopg_sql(statement: TextClause) -> str:
 
 
 def compiled_read(statement: TextClause) -> CompiledRead:
-    """Compiled once per statement text; the oldest is forgotten once COMPILED_STATEMENTS are
-    kept."""
-    compiled = _COMPILED.get(statement.text)
+    """Compiled once per statement text and options; the oldest is forgotten once
+    COMPILED_STATEMENTS are kept."""
+    options = statement.get_execution_options()
+    bounded = bool(options.get("taskapi_index_bounded", False))
+    prepared = bool(options.get("taskapi_prepared", True))
+    key = (statement.text, bounded, prepared)
+    compiled = _COMPILED.get(key)
     if compiled is None:
         if len(_COMPILED) >= COMPILED_STATEMENTS:
             del _COMPILED[next(iter(_COMPILED))]
         sql = str(statement.compile(dialect=_DIALECT))
-        bounded = statement.text in _BOUNDED
-        prepared = statement.text not in _PLANNED_EACH_TIME
-        compiled = CompiledRead.of(sql, bounded=bounded, prepared=prepared)
-        _COMPILED[statement.text] = compiled
+        compiled = _COMPILED[key] = CompiledRead.of(sql, bounded=bounded, prepared=prepared)
     return compiled
 
 

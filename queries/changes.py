@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import text
 
-from db.reads import Reader, index_bounded
+from db.reads import INDEX_BOUNDED, Reader
 from queries.tasks import TaskRow
 
 Op = Literal["upsert", "delete"]
@@ -46,7 +46,7 @@ def _page_sql(only_tasks: bool) -> str:
     )
 
 
-CHANGES_SINCE_SQL = index_bounded(text(_page_sql(only_tasks=False)))
+CHANGES_SINCE_SQL = text(_page_sql(only_tasks=False)).execution_options(**INDEX_BOUNDED)
 """Tasks changed and tombstones left after number `:since`."""
 CURRENT_TASKS_SQL = text(_page_sql(only_tasks=True))
 """The user's current tasks after number `:since` (a first download: no tombstones)."""

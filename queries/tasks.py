@@ -12,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import TextClause, text
 
 from db.models import DUE_ASC_KEY, DUE_DESC_KEY
-from db.reads import Reader, index_bounded, planned_each_time
+from db.reads import INDEX_BOUNDED, PLANNED_EACH_TIME, Reader
 
 Status = Literal["all", "pending", "completed"]
 Sort = Literal["created", "updated", "title", "due_date", "priority"]
@@ -236,7 +236,8 @@ def list_statement(shape: ListShape) -> TextClause:
     if arguments is None:
         sql = "SELECT " + _COLUMNS + ", CAST(" + key + " AS text) AS sort_key" + where + rest
         sql += " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit"
-        return index_bounded(text(sql)) if _read_in_index_order(shape) else text(sql)
+        bounded = INDEX_BOUNDED if _read_in_index_order(shape) else {}
+        return text(sql).execution_options(**bounded)
     branch = "(SELECT " + _COLUMNS + ", " + key + " AS sort_value" + where + rest
     order = " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit)"
     # OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
@@ -249,7 +250,7 @@ def list_statement(shape: ListShape) -> TextClause:
     sql += branch + _FOUND_BY_ID + matching + order
     sql += " UNION ALL " + branch + matching + _FOUND_TOO_MANY + order
     sql += ") AS listed ORDER BY sort_value" + direction + ", id" + direction + " LIMIT :limit"
-    return planned_each_time(text(sql))
+    return text(sql).execution_options(**PLANNED_EACH_TIME)
 
 
 # The first page of each status and sort in its default order (the benchmark and plan tests).
@@ -259,7 +260,7 @@ LIST_TASKS_SQL: dict[tuple[Status, Sort], TextClause] = {
     for sort, order in DEFAULT_ORDER.items()
 }
 
-GET_TASK_SQL = index_bounded(text(_FROM_VIEW + " AND id = :task_id"))
+GET_TASK_SQL = text(_FROM_VIEW + " AND id = :task_id").execution_options(**INDEX_BOUNDED)
 
 
 def like_pattern(term: str) -> str:

@@ -18,16 +18,14 @@ from db.settings import DatabaseSettings
 from tests.readers import with_pool
 from tests.reliability.proxy import Proxy, upstream_for
 
-# Marked as index-bounded so that they take the inline path; each text is this module's own.
-INLINE_PID = reads.index_bounded(text("SELECT pg_backend_pid() /* inline test */"))
+# Marked as index-bounded so that they take the inline path.
+INLINE_PID = text("SELECT pg_backend_pid() /* inline */").execution_options(**reads.INDEX_BOUNDED)
 POOL_PID = text("SELECT pg_backend_pid() /* pool test */")
-INLINE_SETTINGS = reads.index_bounded(
-    text(
-        "SELECT current_setting('app.user_id', true), current_setting('statement_timeout'),"
-        " current_setting('lock_timeout') /* inline test */"
-    )
-)
-INLINE_SLEEP = reads.index_bounded(text("SELECT pg_sleep(2) /* inline test */"))
+INLINE_SETTINGS = text(
+    "SELECT current_setting('app.user_id', true), current_setting('statement_timeout'),"
+    " current_setting('lock_timeout')"
+).execution_options(**reads.INDEX_BOUNDED)
+INLINE_SLEEP = text("SELECT pg_sleep(2)").execution_options(**reads.INDEX_BOUNDED)
 
 
 @pytest.fixture
