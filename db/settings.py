@@ -42,7 +42,7 @@ class DatabaseSettings(BaseSettings):
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
     """Longest a read waits for a pooled connection before the request fails with 503."""
     inline_reads: Literal["auto", "on", "off"] = "auto"
-    """Run reads an index bounds (a task by id, the first pages of the default lists, change-feed
+    """Run reads an index bounds (a task by id, the pages of the default lists, change-feed
     polls) on the event loop itself, on one psycopg2 connection per worker (ADR 0018): 1.2-1.6x
     the rate of `list` and `get` here, but a worker waits for each. `auto`: on when the primary
     is on this machine (loopback or a Unix socket), off across a network (Neon)."""
