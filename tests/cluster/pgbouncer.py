@@ -1,7 +1,6 @@
 """Debian's PgBouncer in transaction mode in front of the test cluster: installed when missing,
 run by process id (as tests/frontend/chromium.py does for Chromium)."""
 
-import contextlib
 import os
 import shutil
 import signal
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests import debian
-from tests.cluster.servers import Server, free_port, own, run_as
+from tests.cluster.servers import Server, free_port, own, run_as, stop_by_pid
 
 START_SECONDS = 15.0
 STOP_SECONDS = 15.0
@@ -83,14 +82,7 @@ def bouncing(
         _wait_for(port, process)
         yield Bouncer(port)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)  # immediate shutdown
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_by_pid(process, signal.SIGTERM, STOP_SECONDS)  # PgBouncer's immediate shutdown
 
 
 def _wait_for(port: int, process: subprocess.Popen[bytes]) -> None:

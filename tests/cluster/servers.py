@@ -69,6 +69,22 @@ def free_port() -> int:
     return port
 
 
+def stop_by_pid(
+    process: subprocess.Popen[bytes], signum: signal.Signals, timeout: float = STOP_SECONDS
+) -> None:
+    """Send `signum` to the process, then SIGKILL it if it has not exited in `timeout` s."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signum)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def run(*command: str | Path) -> None:
     done = subprocess.run(
         [str(part) for part in command], capture_output=True, timeout=120, user=run_as()
@@ -131,16 +147,8 @@ class Server:
     def stop(self) -> None:
         """Fast shutdown by process id; killed if it has not exited in STOP_SECONDS."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        if process is not None:
+            stop_by_pid(process, signal.SIGINT)
 
     def execute(
         self, sql: str, database: str = "postgres", params: tuple[object, ...] = ()

@@ -23,11 +23,11 @@ import httpx
 import jwt
 import pytest
 
-from tests.auth_support import BASE_URL, claims_for
+from tests.auth_support import claims_for
 from tests.integration.test_cli import (
     SECRET,
+    authenticated,
     call,
-    clean_environment,
     free_port,
     wait_until_serving,
 )
@@ -52,13 +52,8 @@ class Event:
 
 
 def start_server(database_url: str, app_database_url: str, **settings: str) -> Server:
-    env = clean_environment(
-        DATABASE_URL=app_database_url,
-        MIGRATION_DATABASE_URL=database_url,
-        AUTH_JWT_SECRET=SECRET,
-        AUTH_ISSUER=BASE_URL,
-        AUTH_AUDIENCE=BASE_URL,
-        **settings,
+    env = authenticated(
+        DATABASE_URL=app_database_url, MIGRATION_DATABASE_URL=database_url, **settings
     )
     port = free_port()
     command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port)]

@@ -40,6 +40,13 @@ def clean_environment(**variables: str) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in dropped} | variables
 
 
+def authenticated(**variables: str) -> dict[str, str]:
+    """`clean_environment` with the tests' HS256 secret, issuer and audience."""
+    return clean_environment(
+        AUTH_JWT_SECRET=SECRET, AUTH_ISSUER=BASE_URL, AUTH_AUDIENCE=BASE_URL, **variables
+    )
+
+
 def call(
     base: str, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
 ) -> Any:
@@ -97,13 +104,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 def test_serve_with_a_database_url_answers_on_loopback(
     database_url: str, app_database_url: str
 ) -> None:
-    env = clean_environment(
-        DATABASE_URL=app_database_url,
-        MIGRATION_DATABASE_URL=database_url,
-        AUTH_JWT_SECRET=SECRET,
-        AUTH_ISSUER=BASE_URL,
-        AUTH_AUDIENCE=BASE_URL,
-    )
+    env = authenticated(DATABASE_URL=app_database_url, MIGRATION_DATABASE_URL=database_url)
     token = jwt.encode(claims_for("cli-smoke"), SECRET, algorithm="HS256")
     with serving(env, "--workers", "2") as base:
         task = call(base, "POST", "/api/cli-smoke/tasks", {"title": "from a real server"}, token)

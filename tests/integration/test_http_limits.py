@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.auth_support import BASE_URL
-from tests.integration.test_cli import SECRET, clean_environment, serving
+from tests.integration.test_cli import authenticated, serving
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +41,9 @@ class Answer:
 
 
 def server_environment(database_url: str, app_database_url: str, **limits: str) -> dict[str, str]:
-    return clean_environment(
+    return authenticated(
         DATABASE_URL=app_database_url,
         MIGRATION_DATABASE_URL=database_url,
-        AUTH_JWT_SECRET=SECRET,
-        AUTH_ISSUER=BASE_URL,
-        AUTH_AUDIENCE=BASE_URL,
         HTTP_REQUEST_TIMEOUT_SECONDS=str(REQUEST_TIMEOUT),
         HTTP_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE),
         HTTP_MAX_HEAD_BYTES=str(MAX_HEAD_BYTES),

@@ -24,10 +24,11 @@ from sqlalchemy.pool import NullPool
 from db.backup import ClientFailed, run_script
 from db.connections import sqlalchemy_url
 from db.embedded import postmaster_pid
-from tests.auth_support import BASE_URL, claims_for
+from tests.auth_support import claims_for
 from tests.integration.test_cli import (
     SECRET,
     STARTUP_SECONDS,
+    authenticated,
     call,
     clean_environment,
     free_port,
@@ -330,12 +331,6 @@ def tables(url: str) -> list[tuple[str, int]]:
 
 
 PUBLIC_TABLES = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
-
-
-def authenticated(**variables: str) -> dict[str, str]:
-    return clean_environment(
-        AUTH_JWT_SECRET=SECRET, AUTH_ISSUER=BASE_URL, AUTH_AUDIENCE=BASE_URL, **variables
-    )
 
 
 def test_serve_refuses_a_database_url_that_bypasses_row_security(database_url: str) -> None:
