@@ -110,12 +110,15 @@ _SEARCH_FILTERS = tuple(
     " AND " + SEARCH_TEXT + " ILIKE :term_" + str(n) for n in range(MAX_SEARCH_TERMS)
 )
 # Under row-level security the operators above cannot use an index (ADR 0013), so a list with
-# search or tags first asks `matching_task_ids` (migration 0008), which finds the caller's
-# matching ids through the indexes of `task_search`, at most INDEXED_MATCHES + 1 of them.
-# Up to INDEXED_MATCHES, the list reads those tasks by primary key; beyond, the terms are
-# common enough that walking the sort's index with the filters above finds a page sooner. Each
-# branch is gated by a one-time filter, so only one of them runs.
+# search or tags by a user with more than WALKED_TASKS tasks first asks `matching_task_ids`
+# (migration 0008), which finds the caller's matching ids through the indexes of `task_search`,
+# at most INDEXED_MATCHES + 1 of them. Up to INDEXED_MATCHES, the list reads those tasks by
+# primary key; beyond, the terms are common enough that walking the sort's index with the
+# filters above finds a page sooner. A user with at most WALKED_TASKS tasks is walked at once:
+# reading their few rows costs less than the index's entries for a common word, which span every
+# user (ADR 0019). Each branch is gated by a one-time filter, so only one of them runs.
 INDEXED_MATCHES = 1000
+WALKED_TASKS = 500
 _TAG_ARGUMENTS: dict[TagMode | None, str] = {
     None: "CAST('{}' AS text[]), false",
     "any": "CAST(:tags AS text[]), false",
@@ -132,9 +135,9 @@ _MATCH_ARGUMENTS: dict[tuple[TagMode | None, int], str] = {
     if mode is not None or terms
 }
 _FOUND_BY_ID = (
-    " AND id = ANY(CAST((SELECT ids FROM found) AS bigint[])) AND NOT (SELECT broad FROM found)"
+    " AND id = ANY(CAST((SELECT ids FROM found) AS bigint[])) AND NOT (SELECT walk FROM found)"
 )
-_FOUND_TOO_MANY = " AND (SELECT broad FROM found)"
+_WALK = " AND (SELECT walk FROM found)"
 # A NULL date or instant compares as NULL, so an undated task matches neither bound.
 _DUE_BEFORE_FILTER = " AND (due_date < :due_before_day OR due_at < :due_before_at)"
 _DUE_AFTER_FILTER = " AND (due_date >= :due_after_day OR due_at >= :due_after_at)"
@@ -183,6 +186,8 @@ class ListShape:
     after: bool = False
     indexed_matches: int = INDEXED_MATCHES
     """With search or tags: the most matches read by id (tests lower it to walk instead)."""
+    walked_tasks: int = WALKED_TASKS
+    """With search or tags: the most tasks a user may have and be walked without the index."""
 
     @classmethod
     def of(
@@ -240,15 +245,20 @@ def list_statement(shape: ListShape) -> TextClause:
         return text(sql).execution_options(**bounded)
     branch = "(SELECT " + _COLUMNS + ", " + key + " AS sort_value" + where + rest
     order = " ORDER BY " + key + direction + ", id" + direction + " LIMIT :limit)"
-    # OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`.
-    most = shape.indexed_matches
-    sql = "WITH found AS MATERIALIZED (SELECT ids, cardinality(ids) > " + str(most) + " AS broad"
-    sql += " FROM (SELECT ARRAY(SELECT matching_task_ids(" + arguments + ", " + str(most + 1)
-    sql += ")) AS ids OFFSET 0) AS matched) "
+    # OFFSET 0 keeps the subquery whole, so the function runs once, not once per use of `ids`;
+    # CASE asks it only when the user has more than `walked` tasks (`ids` is NULL otherwise).
+    most, walked = shape.indexed_matches, shape.walked_tasks
+    sql = "WITH found AS MATERIALIZED (SELECT ids, ids IS NULL OR cardinality(ids) > " + str(most)
+    # Counted in the order of the primary key, so that no plan reads other users' rows first.
+    sql += " AS walk FROM (SELECT CASE WHEN (SELECT count(*) FROM (SELECT id FROM task_list_v"
+    sql += " WHERE user_id = :user_id ORDER BY id LIMIT " + str(walked + 1) + ") AS mine)"
+    sql += " <= " + str(walked)
+    sql += " THEN NULL ELSE ARRAY(SELECT matching_task_ids(" + arguments + ", " + str(most + 1)
+    sql += ")) END AS ids OFFSET 0) AS matched) "
     sql += "SELECT " + _COLUMNS + ", CAST(sort_value AS text) AS sort_key FROM ("
     # The found rows are filtered again: the answer never rests on the copy alone.
     sql += branch + _FOUND_BY_ID + matching + order
-    sql += " UNION ALL " + branch + matching + _FOUND_TOO_MANY + order
+    sql += " UNION ALL " + branch + matching + _WALK + order
     sql += ") AS listed ORDER BY sort_value" + direction + ", id" + direction + " LIMIT :limit"
     return text(sql).execution_options(**PLANNED_EACH_TIME)
 
