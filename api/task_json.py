@@ -6,35 +6,28 @@ byte-for-byte what `TaskOut.model_dump_json()` gives; a property test holds the 
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import orjson
 
 from queries.tasks import TaskRow
 
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+_FIELDS = TaskRow._fields[: TaskRow._fields.index("due_at") + 1]
+"""TaskOut's fields, in its order: the row's, less the sort key."""
+_INSTANTS = ("completed_at", "created_at", "updated_at", "due_at")
 
 
 def task_document(row: TaskRow) -> dict[str, Any]:
     """TaskOut's fields, in its order, with instants in UTC."""
-    return {
-        "id": row.id,
-        "user_id": row.user_id,
-        "title": row.title,
-        "description": row.description,
-        "completed": row.completed,
-        "completed_at": _utc(row.completed_at),
-        "due_date": row.due_date,
-        "created_at": _utc(row.created_at),
-        "updated_at": _utc(row.updated_at),
-        "version": row.version,
-        "priority": row.priority,
-        "tags": row.tags,
-        "due_at": _utc(row.due_at),
-    }
+    document: dict[str, Any] = dict(zip(_FIELDS, row, strict=False))
+    for name in _INSTANTS:
+        value = document[name]
+        # A server whose TimeZone is UTC sends instants at offset zero, which orjson writes as
+        # +00:00 whatever their tzinfo: only others are converted.
+        if value is not None and value.tzinfo is not UTC and value.utcoffset():
+            document[name] = value.astimezone(UTC)
+    return document
 
 
 def task_json(row: TaskRow) -> bytes:

@@ -7,7 +7,7 @@ rows are never read without it.
 import functools
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import TextClause, text
 
@@ -30,8 +30,9 @@ DEFAULT_LIMIT = 100
 MAX_SEARCH_TERMS = 8
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRow:
+class TaskRow(NamedTuple):
+    """A row of `task_list_v`, in the order of the select list (a tuple: built in C per row)."""
+
     id: int
     user_id: str
     title: str
@@ -336,7 +337,7 @@ async def list_tasks(
         after=after,
     )
     # Rows come as tuples in the order of the select list, which is TaskRow's field order.
-    return [TaskRow(*row) for row in await reader.fetch(statement, params)]
+    return [TaskRow._make(row) for row in await reader.fetch(statement, params)]
 
 
 async def get_task(reader: Reader, *, user_id: str, task_id: int) -> TaskRow | None:

@@ -1,8 +1,9 @@
 """HTTP routes for tasks: parse, build a command or call a query, respond."""
 
+import re
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, WithJsonSchema
@@ -132,14 +133,21 @@ async def read_page(
     return rows[: params.limit], cursors.encode(Position(key=last.sort_key, id=last.id), bound_to)
 
 
+# `name=value` pairs that `urlencode` writes back as they are: such a query is kept as sent.
+_PLAIN_QUERY = re.compile(r"(?:[\w.~-]+=[\w.~-]*(?:&|$))*", re.ASCII)
+
+
 def next_link(scope: Scope, cursor: str) -> str:
     """An RFC 8288 Link to the next page: this request's path and query, its `cursor` replaced
     by the new one at the end (what Starlette's `URL.include_query_params` gives, without
     building and splitting the whole URL twice)."""
     path = scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
     query = scope.get("query_string", b"").decode()
-    kept = [pair for pair in parse_qsl(query, keep_blank_values=True) if pair[0] != "cursor"]
-    return f'<{path}?{urlencode([*kept, ("cursor", cursor)])}>; rel="next"'
+    if _PLAIN_QUERY.fullmatch(query):
+        kept = [pair for pair in query.split("&") if pair and not pair.startswith("cursor=")]
+        return f'<{path}?{"&".join([*kept, "cursor=" + quote_plus(cursor)])}>; rel="next"'
+    pairs = [pair for pair in parse_qsl(query, keep_blank_values=True) if pair[0] != "cursor"]
+    return f'<{path}?{urlencode([*pairs, ("cursor", cursor)])}>; rel="next"'
 
 
 @router.get(

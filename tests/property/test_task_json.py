@@ -16,8 +16,11 @@ offsets = st.integers(min_value=-15 * 60, max_value=15 * 60).map(
 )
 # Inside the years both datetime and the UTC conversion can hold (PostgreSQL's range is wider,
 # but the driver cannot load a value outside datetime's anyway).
+# Named zones too: psycopg 3 gives the server's TimeZone as a ZoneInfo (Etc/UTC, or any other).
 instants = st.datetimes(
-    min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=st.just(UTC) | offsets
+    min_value=datetime(2, 1, 1),
+    max_value=datetime(9998, 12, 31),
+    timezones=st.just(UTC) | offsets | st.timezones(),
 )
 texts = st.text(max_size=40)
 
