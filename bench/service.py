@@ -2,7 +2,6 @@
 service's own role, with bearer tokens (HS256, a secret made for the run) on every request."""
 
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -10,13 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
+import httpx2 as httpx
 import jwt
 import psutil
 
@@ -113,8 +110,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the service exited with {proc.returncode}; see {log_path}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310
-            if answer.status == 200:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=5).status_code == 200:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"the service was not ready in {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
@@ -132,25 +129,21 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
-def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> tuple[Any, Message]:
-    """One request to the service as `bearer`'s user (POST when there is a body): JSON, headers."""
+def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> httpx.Response:
+    """One request to the service as `bearer`'s user (POST when there is a body)."""
     headers = {"Authorization": "Bearer " + bearer}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, headers)  # noqa: S310 (http on loopback)
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return json.load(answer), answer.headers
+    method = "GET" if body is None else "POST"
+    return httpx.request(method, url, headers=headers, json=body, timeout=10).raise_for_status()
 
 
 def change_tokens(url: str, bearers: dict[str, str]) -> dict[str, str]:
     """Each user's current change-feed token (`next` of a first download of their feed)."""
     feed = url + "/api/{}/changes?limit=1000"
-    return {user: _call(feed.format(user), bearer)[0]["next"] for user, bearer in bearers.items()}
+    return {
+        user: _call(feed.format(user), bearer).json()["next"] for user, bearer in bearers.items()
+    }
 
 
 def consistency_token(url: str, user: str, bearer: str) -> str | None:
     """The X-Consistency-Token of a task created now (None: the service reads no replica)."""
-    _, headers = _call(f"{url}/api/{user}/tasks", bearer, CREATE_BODY)
-    token: str | None = headers.get("X-Consistency-Token")
-    return token
+    return _call(f"{url}/api/{user}/tasks", bearer, CREATE_BODY).headers.get("X-Consistency-Token")
