@@ -1,34 +1,20 @@
-"""PostgreSQL's own limit for the statements a workload sends, measured with pgbench.
-
-The scripts hold the SQL the service sends: read statements and the per-transaction settings come
-from the service's own modules, and the write statements are compiled from the statements the
-command handlers execute (POST, PATCH .../complete), so none can drift; string binds are written
-in as the literals psycopg2 would send. Row-level security is on, so each transaction names its
-caller first, in one pipeline: one round trip and one implicit transaction, as the service's
-reads do. pgbench runs in prepared mode, one thread (like wrk), and logs every transaction, so
-p50/p99 come from nearest-rank percentiles over all of them.
-"""
+"""PostgreSQL's own limit for a workload's statements, measured with pgbench on the SQL the
+service sends, taken from the service's own modules and compiled from the command handlers'
+statements, so none can drift. Each transaction names its caller first (row-level security) in one
+pipeline, as the service's reads do; every transaction is logged, for nearest-rank percentiles."""
 
 import re
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from psycopg2.extensions import adapt
 from sqlalchemy import Insert, Update
 from sqlalchemy.dialects.postgresql import psycopg2
 
 from bench.processes import run_at_once
 from bench.results import PgbenchResult, latency_from_ns
-from bench.workloads import (
-    CREATE_BODY,
-    HEAVY_KINDS,
-    HEAVY_USER,
-    HEAVY_WORD,
-    LIST_LIMIT,
-    SEARCH_WORD,
-    Kind,
-    Mix,
-)
+from bench.workloads import CREATE_BODY, HEAVY_WORD, LIST_LIMIT, ROUTES, SEARCH_WORD, Kind, Mix
 from commands import tasks as task_commands
 from db.embedded import client_program
 from db.scope import SET_USER_SQL, Timeouts
@@ -55,18 +41,12 @@ def _quoted(text: str) -> str:
 
 
 def _literal(value: object) -> str:
-    """A bind value written into the SQL as psycopg2 would send it (or a pgbench variable)."""
+    """A bind value written into the SQL as psycopg2 sends it (or the pgbench variable)."""
     if value == _USER_STAND_IN:
         return ":user_id"
     if value == _TASK_STAND_IN:
         return ":task_id"
-    if value is None or isinstance(value, bool):
-        return {None: "NULL", True: "true", False: "false"}[value]
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        return _literal("{" + ",".join('"' + str(item) + '"' for item in value) + "}")
-    return _quoted(str(value))
+    return str(adapt(value).getquoted().decode())
 
 
 def orm_sql(statement: Insert | Update, binds: dict[str, Any]) -> str:
@@ -117,8 +97,8 @@ def script(kind: Kind) -> str:
     }
     variables, statement = scripts[kind]
     pipeline = inline(SET_USER_SQL.text, Timeouts().parameters()) + ";\n" + statement + ";\n"
-    if kind in HEAVY_KINDS:  # one user, whom no pgbench arithmetic can name
-        pipeline = inline(pipeline, {"user_id": HEAVY_USER})
+    if user := ROUTES[kind].user:  # one user, whom no pgbench arithmetic can name
+        pipeline = inline(pipeline, {"user_id": user})
     return variables + "\\startpipeline\n" + pipeline + "\\endpipeline\n"
 
 
@@ -177,13 +157,7 @@ def _number(pattern: str, text: str) -> int:
 
 def read_latencies(log_dir: Path) -> list[int]:
     """Per-transaction latencies (ns) from pgbench's --log files; failed ones are skipped."""
-    latencies: list[int] = []
-    for path in log_dir.glob(LOG_PREFIX + "*"):
-        with path.open() as lines:
-            # client_id transaction_no time script_no time_epoch time_us [...]
-            latencies.extend(
-                int(fields[2]) * NS_PER_US
-                for fields in (line.split() for line in lines)
-                if len(fields) > 2 and fields[2].isdigit()
-            )
-    return latencies
+    # Each line: client_id transaction_no time_us script_no time_epoch time_us [...]
+    logs = (path.read_text().splitlines() for path in log_dir.glob(LOG_PREFIX + "*"))
+    rows = (line.split() for lines in logs for line in lines)
+    return [int(row[2]) * NS_PER_US for row in rows if len(row) > 2 and row[2].isdigit()]

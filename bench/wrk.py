@@ -7,11 +7,12 @@ import os
 import shutil
 import string
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.processes import run_at_once
 from bench.results import Latency, LoadResult
-from bench.workloads import HEAVY_KINDS, HEAVY_USER, ROUTES, Mix
+from bench.workloads import ROUTES, Mix
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ def lua_script(
     for kind, weight in mix:
         upto += weight
         route = ROUTES[kind]
-        fields = {"method": route.method, "template": route.template, "body": route.body}
-        fields |= {"user": HEAVY_USER} if kind in HEAVY_KINDS else {}
-        given = [f"{name} = {json.dumps(value)}" for name, value in fields.items() if value]
+        given = [f"{name} = {json.dumps(value)}" for name, value in asdict(route).items() if value]
         kinds.append("{" + ", ".join([*given, f"upto = {upto}"]) + "}")
     # A JSON string of ASCII text is also a Lua string literal.
     return LUA_TEMPLATE.substitute(

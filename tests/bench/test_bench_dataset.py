@@ -109,7 +109,7 @@ def test_every_kind_of_request_is_answered_with_a_token_of_its_user(
         bodies = {}
         sinces = change_tokens(service.url, {"1": auth.token("1")})
         for kind, route in ROUTES.items():
-            user = HEAVY_USER if kind == "heavy_search" else "1"
+            user = route.user or "1"
             path = route.template.replace("{user}", user).replace("{task}", "7")
             path = path.replace("{since}", sinces["1"])
             headers = {"Authorization": f"Bearer {auth.token(user)}"}
