@@ -1,12 +1,7 @@
-"""Measuring one workload: the service under load at each connection count, then pgbench on the
-same statements, then the dataset put back if the workload wrote to it.
-
-pgbench runs while the service is stopped: its 64 clients plus the service's pooled connections
-would pass a default max_connections of 100, and an idle service would still be in the picture.
-The service is restarted for each workload, so each workload's memory is its own. A workload
-with a `background` kind sends it meanwhile on `--heavy-connections` more connections, through
-the service in the service's cells and as a second pgbench in pgbench's.
-"""
+"""One workload: the service under load at each connection count, then pgbench on the same
+statements, then the dataset put back if the workload wrote to it. pgbench runs while the service
+is stopped (its 64 clients and the service's pool would pass max_connections = 100); the service
+is restarted for each workload, so each workload's memory is its own."""
 
 import logging
 import time
