@@ -14,7 +14,7 @@ from bench.dataset import LoadStats, remove_added_rows
 from bench.results import Cell, Latency
 from bench.service import BenchAuth, change_tokens, consistency_token, running_service
 from bench.usage import UsageMeter
-from bench.workloads import Mix, Workload
+from bench.workloads import HEAVY_USER, Mix, Workload
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ class Session:
     db_pid: int | None
     dataset: LoadStats
     pairs: list[tuple[str, int]]  # real (user_id, task id) pairs of ordinary tasks
-    tokens: dict[str, str]  # a bearer token per sampled user, and the heavy user's
     wrk: str
     budget: Budget
     auth: BenchAuth
@@ -106,12 +105,12 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         # `--replica` compares like with like: inline reads serve the primary only (ADR 0018).
         inline_reads="off" if session.replica_url else "auto",
     ) as service:
-        users = {user: session.tokens[user] for user, _ in session.pairs}
-        sinces = change_tokens(service.url, users) if "changes" in workload.kinds else {}
+        tokens = session.auth.tokens([user for user, _ in session.pairs] + [HEAVY_USER])
+        sinces = change_tokens(service.url, tokens) if "changes" in workload.kinds else {}
         user, _ = session.pairs[0]
         token = None
         if workload.consistency == "replayed":  # a write made now: replayed when the cells run
-            token = consistency_token(service.url, user, session.tokens[user])
+            token = consistency_token(service.url, user, tokens[user])
         paths = []  # a wrk script per mix, the same in every cell
         for number, (mix, _) in enumerate(_mixes(session, workload, 0)):
             path = config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
@@ -119,7 +118,7 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             script = wrk.lua_script(
                 mix,
                 session.pairs,
-                session.tokens,
+                tokens,
                 seed=config.seed,
                 sinces=sinces,
                 token=token,

@@ -21,7 +21,7 @@ from bench.dataset import LoadStats, grow, load
 from bench.measure import CELL_OVERHEAD_ALLOWANCE, SERVER_START_ALLOWANCE, Budget, Session, measure
 from bench.results import Cell
 from bench.service import HOST, BenchAuth
-from bench.workloads import HEAVY_USER, REPLICA_WORKLOADS, WORKLOADS
+from bench.workloads import REPLICA_WORKLOADS, WORKLOADS
 from db.embedded import APP_ROLE, as_role
 from db.migrate import upgrade
 
@@ -50,38 +50,25 @@ def run(config: BenchConfig) -> Report:
     budget = Budget(config.budget_seconds)
     binary = wrk.find_or_install(allow_install=config.install_wrk)
     with ExitStack() as stack:
-        server = stack.enter_context(
-            postgres_server(os.environ.get("DATABASE_URL") or None, config.pgdata)
-        )
+        server = stack.enter_context(postgres_server(os.environ.get("DATABASE_URL"), config.pgdata))
         url = stack.enter_context(
             fresh_database(server, config.database_name, keep=config.keep_database)
         )
         upgrade(url)
         engine = stack.enter_context(engine_at(url))
         log.info("loading %s tasks over %s users", f"{config.tasks:,}", f"{config.users:,}")
-        dataset = load(
-            engine,
-            tasks=config.tasks,
-            users=config.users,
-            heavy_user_tasks=config.heavy_user_tasks,
-            seed=config.seed,
-        )
+        dataset = load(engine, config)
         log.info("dataset loaded in %.1fs", dataset.total_seconds)
-        auth = BenchAuth()
-        pairs = sample_pairs(
-            engine, tasks=config.tasks, count=config.pair_samples, seed=config.seed
-        )
         session = Session(
             config=config,
             owner_url=url,
             app_url=as_role(url, APP_ROLE),
             db_pid=server.postmaster_pid,
             dataset=dataset,
-            pairs=pairs,
-            tokens=auth.tokens([user for user, _ in pairs] + [HEAVY_USER]),
+            pairs=sample_pairs(engine, dataset.tasks, count=config.pair_samples, seed=config.seed),
             wrk=binary,
             budget=budget,
-            auth=auth,
+            auth=BenchAuth(),
         )
         datasets, note = [dataset], None
         if config.replica:
@@ -123,11 +110,10 @@ def _grow(session: Session, engine: Engine) -> Session:
     """The session again, over the grown table: new pairs drawn from all of it."""
     c = session.config
     log.info("growing %s tasks to %s", f"{session.dataset.tasks:,}", f"{c.growth_tasks:,}")
-    grown = grow(engine, session.dataset, tasks=c.growth_tasks, batch=c.growth_batch, seed=c.seed)
+    grown = grow(engine, session.dataset, c)
     log.info("grown in %.1fs", grown.total_seconds)
-    pairs = sample_pairs(engine, tasks=grown.tasks, count=c.pair_samples, seed=c.seed)
-    tokens = session.auth.tokens(user for user, _ in pairs)
-    return replace(session, dataset=grown, pairs=pairs, tokens=tokens)
+    pairs = sample_pairs(engine, grown.tasks, count=c.pair_samples, seed=c.seed)
+    return replace(session, dataset=grown, pairs=pairs)
 
 
 def _measure_all(session: Session) -> list[Cell]:
