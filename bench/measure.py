@@ -111,20 +111,14 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         token = None
         if workload.consistency == "replayed":  # a write made now: replayed when the cells run
             token = consistency_token(service.url, user, tokens[user])
+        follow = workload.consistency == "latest"
         paths = []  # a wrk script per mix, the same in every cell
         for number, (mix, _) in enumerate(_mixes(session, workload, 0)):
             path = config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
             path.parent.mkdir(parents=True, exist_ok=True)
-            script = wrk.lua_script(
-                mix,
-                session.pairs,
-                tokens,
-                seed=config.seed,
-                sinces=sinces,
-                token=token,
-                follow_tokens=workload.consistency == "latest",
+            path.write_text(
+                wrk.lua_script(mix, session.pairs, tokens, config.seed, sinces, token, follow)
             )
-            path.write_text(script)
             paths.append(path)
         for connections, cell in cells.items():
             if not session.budget.allows(cell_seconds):

@@ -26,13 +26,12 @@ local pairs_ = { $pairs }
 local tokens = { $tokens }
 local sinces = { $sinces }
 local kinds = { $kinds }
-local total_weight = $total_weight
 local token = $token
 
 function init(args) math.randomseed($seed) end
 
 function request()
-  local pick, kind = math.random(total_weight), kinds[#kinds]
+  local pick, kind = math.random(kinds[#kinds].upto), kinds[#kinds]
   for _, candidate in ipairs(kinds) do
     if pick <= candidate.upto then kind = candidate; break end
   end
@@ -91,11 +90,10 @@ def lua_script(
     mix: Mix,
     pairs: list[tuple[str, int]],
     tokens: dict[str, str],
-    *,
     seed: int,
     sinces: dict[str, str] | None = None,
     token: str | None = None,
-    follow_tokens: bool = False,
+    follow: bool = False,  # each GET sends the token of the latest write answered
 ) -> str:
     upto = 0
     kinds = []
@@ -110,9 +108,8 @@ def lua_script(
         tokens=", ".join(f"[{json.dumps(u)}] = {json.dumps(t)}" for u, t in tokens.items()),
         sinces=", ".join(f"[{json.dumps(u)}] = {json.dumps(t)}" for u, t in (sinces or {}).items()),
         kinds=", ".join(kinds),
-        total_weight=upto,
         token=json.dumps(token) if token else "nil",
-        follow=FOLLOW_TOKENS if follow_tokens else "",
+        follow=FOLLOW_TOKENS if follow else "",
         seed=seed,
         marker=RESULT_MARKER,
     )
@@ -122,9 +119,7 @@ def run(
     binary: str, loads: list[tuple[Path, int]], *, url: str, seconds: float
 ) -> list[LoadResult]:
     """One wrk per (script, connections), all at once for the same seconds; results in order.
-
-    One thread each keeps the generator's share of the cores small, like pgbench -j1.
-    """
+    One thread each keeps the generator's share of the cores small, like pgbench -j1."""
     options = ["-t1", f"-d{max(1, round(seconds))}s", f"--timeout={REQUEST_TIMEOUT_SECONDS}s"]
     commands = [[binary, *options, f"-c{c}", f"-s{script}", url] for script, c in loads]
     return [parse_output(stdout) for stdout in run_at_once(commands, timeout=seconds + 60)]
