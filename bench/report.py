@@ -5,7 +5,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchConfig
 from bench.dataset import LoadStats
 from bench.results import Cell, Latency, find
 from bench.run import Report
@@ -159,21 +158,18 @@ def _dataset_fact(data: LoadStats, label: str) -> str:
     )
 
 
-def _pgbench_fact(config: BenchConfig) -> str:
-    search = ROUTES["heavy_search"].template.replace("{user}", HEAVY_USER)
-    return (
-        f"; pgbench -M prepared -j 1, {config.duration:g} s per cell, as taskapi_app, after the"
-        " service stops, each transaction naming its user first in one pipelined round trip."
-        f" `head-of-line` adds {config.heavy_connections} connection(s) of the heavy user's"
-        f" `{search}`, through the service in its cells and as a second pgbench in pgbench's"
-    )
-
-
 def facts(report: Report) -> str:
     config, machine = report.config, report.machine
     postgres = ", ".join(f"{k}={v}" for k, v in report.postgres.items() if k != "server_version")
     datasets = [_dataset_fact(report.datasets[0], "Dataset")]
     datasets += [_dataset_fact(d, "Then grown") for d in report.datasets[1:]]
+    search = ROUTES["heavy_search"].template.replace("{user}", HEAVY_USER)
+    pgbench = (
+        f"; pgbench -M prepared -j 1, {config.duration:g} s per cell, as taskapi_app, after the"
+        " service stops, each transaction naming its user first in one pipelined round trip."
+        f" `head-of-line` adds {config.heavy_connections} connection(s) of the heavy user's"
+        f" `{search}`, through the service in its cells and as a second pgbench in pgbench's"
+    )
     return "\n".join(
         [
             f"- Command: `{config.command}`",
@@ -189,7 +185,7 @@ def facts(report: Report) -> str:
             " connected as taskapi_app (row-level security applies); a bearer token (HS256) per"
             " user on every request",
             f"- Load: {report.generator}, one thread, {config.duration:g} s per cell after"
-            f" {config.warmup:g} s of warm-up{'' if config.replica else _pgbench_fact(config)}",
+            f" {config.warmup:g} s of warm-up{'' if config.replica else pgbench}",
             f"- PostgreSQL {report.postgres.get('server_version', '?')}: {postgres}",
             *([REPLICA_FACT] if config.replica else []),
         ]
