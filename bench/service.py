@@ -93,16 +93,12 @@ def running_service(
     try:
         url = f"http://{HOST}:{port}"
         _wait_ready(proc, url + "/readyz", log_path)
-        yield Service(proc.pid, url, _workers(proc.pid))
+        # The master's children, less multiprocessing's resource tracker. One worker: the master.
+        children = psutil.Process(proc.pid).children()
+        pids = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
+        yield Service(proc.pid, url, pids or [proc.pid])
     finally:
         stop(proc)
-
-
-def _workers(master: int) -> list[int]:
-    # The master's children, less multiprocessing's resource tracker. One worker: the master.
-    children = psutil.Process(master).children()
-    workers = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
-    return workers or [master]
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
