@@ -2,10 +2,8 @@
 with keys and indexes dropped first and rebuilt after (one sorted build beats a million inserts).
 
 Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench picks a real (user, id)
-pair with integer arithmetic. Ids rise with `created_at`; each user's counter is set to its
-highest id, so the service's next create continues from there. HEAVY_USER owns the ids after
-those; HEAVY_MATCHES of its tasks, spread over the year, and no other row have HEAVY_WORD in the
-title. A growth run appends ordinary tasks with the same owners and spacing in time.
+pair with integer arithmetic; HEAVY_USER owns the ids after those. A growth run appends ordinary
+tasks with the same owners and spacing in time.
 """
 
 import logging
