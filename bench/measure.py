@@ -3,23 +3,27 @@ statements, then the dataset put back if the workload wrote to it. pgbench runs 
 is stopped (its 64 clients and the service's pool would pass max_connections = 100); the service
 is restarted for each workload, so each workload's memory is its own."""
 
+import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
+
+import psutil
 
 from bench import pgbench, replica, wrk
 from bench.config import BenchConfig
 from bench.database import engine_at
 from bench.dataset import LoadStats, remove_added_rows
-from bench.results import Cell, Latency
-from bench.service import BenchAuth, change_tokens, consistency_token, running_service
-from bench.usage import UsageMeter
-from bench.workloads import HEAVY_USER, Mix, Workload
+from bench.results import Cell, Latency, Usage
+from bench.service import BenchAuth, Service, change_tokens, consistency_token, running_service
+from bench.workloads import HEAVY_USER, Workload
 
 log = logging.getLogger(__name__)
 
 SERVER_START_ALLOWANCE = 10.0
 CELL_OVERHEAD_ALLOWANCE = 3.0
+MEMORY_SAMPLE_SECONDS = 0.25
 
 
 class Budget:
@@ -79,14 +83,6 @@ def _log(tool: str, cell: Cell, rate: float, latency: Latency | None, errors: in
     log.info(line, tool, cell.workload, cell.connections, rate, p99, errors)
 
 
-def _mixes(session: Session, workload: Workload, connections: int) -> list[tuple[Mix, int]]:
-    """The measured mix at `connections`, and the background kind at its own connections."""
-    mixes = [(workload.mix, connections)]
-    if workload.background:
-        mixes.append((((workload.background, 1),), session.config.heavy_connections))
-    return mixes
-
-
 def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:
     config = session.config
     cell_seconds = config.warmup + config.duration + CELL_OVERHEAD_ALLOWANCE
@@ -113,7 +109,7 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             token = consistency_token(service.url, user, tokens[user])
         follow = workload.consistency == "latest"
         paths = []  # a wrk script per mix, the same in every cell
-        for number, (mix, _) in enumerate(_mixes(session, workload, 0)):
+        for number, mix in enumerate(workload.mixes):
             path = config.work_dir / "wrk" / f"{workload.name}-{number}.lua"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(
@@ -124,11 +120,11 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             if not session.budget.allows(cell_seconds):
                 cells[connections] = _noted(cell, "skipped: time budget")
                 continue
-            mixes = _mixes(session, workload, connections)
-            loads = [(path, count) for path, (_, count) in zip(paths, mixes, strict=True)]
+            # The measured mix at `connections`; a background mix at `--heavy-connections`.
+            loads = list(zip(paths, [connections, config.heavy_connections], strict=False))
             if config.warmup > 0:
                 wrk.run(session.wrk, loads, url=service.url, seconds=config.warmup)
-            with UsageMeter(service.pid, service.workers, session.db_pid) as meter:
+            with UsageMeter(service, session.db_pid) as meter:
                 result, *background = wrk.run(
                     session.wrk, loads, url=service.url, seconds=config.duration
                 )
@@ -145,18 +141,19 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
 def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:
     config = session.config
     directory = config.work_dir / "pgbench"
-    kinds = [kind for mix, _ in _mixes(session, workload, 0) for kind, _ in mix]
-    scripts = (f"-- {kind}\n{pgbench.script(kind)}" for kind in kinds)
-    session.pgbench_scripts[workload.name] = "\n".join(scripts)
+    kinds = [kind for mix in workload.mixes for kind, _ in mix]
+    texts = (f"-- {kind}\n{pgbench.script(kind)}" for kind in kinds)
+    session.pgbench_scripts[workload.name] = "\n".join(texts)
+    scripts = [
+        pgbench.write_scripts(f"{workload.name}-{n}", mix, directory)
+        for n, mix in enumerate(workload.mixes)
+    ]
     for connections, cell in cells.items():
         if not session.budget.allows(config.duration + CELL_OVERHEAD_ALLOWANCE):
             cells[connections] = _noted(cell, "pgbench skipped: time budget")
             continue
-        loads = [
-            (pgbench.write_scripts(f"{workload.name}-{n}", mix, directory), c)
-            for n, (mix, c) in enumerate(_mixes(session, workload, connections))
-        ]
-        with UsageMeter(None, [], session.db_pid) as meter:
+        loads = list(zip(scripts, [connections, config.heavy_connections], strict=False))
+        with UsageMeter(None, session.db_pid) as meter:
             result = pgbench.run(
                 loads,
                 url=session.app_url,
@@ -170,3 +167,70 @@ def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]
             result = replace(result, db_cpu_ms_per_tx=1000 * db_cpu / result.transactions)
         _log("pgbench", cell, result.tps, result.latency, result.failed)
         cells[connections] = replace(cell, pgbench=result)
+
+
+def _cpu(process: psutil.Process) -> float:
+    """Own CPU plus that of reaped children: a backend that exits lands in its parent's count."""
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+        times = process.cpu_times()
+        return times.user + times.system + times.children_user + times.children_system
+    return 0.0
+
+
+def _tree_cpu(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:  # the process, its children, and theirs
+        root = psutil.Process(pid)
+        return sum(_cpu(p) for p in [root, *root.children(recursive=True)])
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+class UsageMeter:
+    """One load run (psutil): CPU of the service's and the database's process trees and of each
+    worker, the share of the machine that was busy (other work included), and each worker's peak
+    RSS, sampled meanwhile."""
+
+    def __init__(self, service: Service | None, db_pid: int | None) -> None:
+        self._pids = (service.pid if service else None, db_pid)
+        self._workers = {pid: psutil.Process(pid) for pid in (service.workers if service else [])}
+        self._peaks = dict.fromkeys(self._workers, 0)
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_memory, daemon=True)
+
+    def _snapshot(self) -> tuple[float | None, float | None, dict[int, float]]:
+        server, database = (_tree_cpu(pid) for pid in self._pids)
+        return server, database, {pid: _cpu(p) for pid, p in self._workers.items()}
+
+    def __enter__(self) -> "UsageMeter":
+        self._start = self._snapshot()
+        psutil.cpu_percent()  # the next call reports the busy share since this one
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._sampler.join()
+        self._busy = psutil.cpu_percent()
+        # Let the postmaster reap backends that just exited, so their CPU is in its count.
+        time.sleep(0.05)
+        self._end = self._snapshot()
+
+    def _sample_memory(self) -> None:
+        while True:
+            for pid, process in self._workers.items():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self._peaks[pid] = max(self._peaks[pid], process.memory_info().rss)
+            if self._stop.wait(MEMORY_SAMPLE_SECONDS):
+                return
+
+    def usage(self) -> Usage:
+        (server0, db0, workers0), (server1, db1, workers1) = self._start, self._end
+        return Usage(
+            server_cpu_s=(server1 or 0) - (server0 or 0),
+            db_cpu_s=None if db0 is None or db1 is None else db1 - db0,
+            worker_cpu_s={str(pid): workers1[pid] - workers0[pid] for pid in self._workers},
+            machine_busy_pct=self._busy,
+            peak_rss_mb={str(pid): rss / 2**20 for pid, rss in self._peaks.items() if rss},
+        )

@@ -52,8 +52,13 @@ class Workload:
     consistency: Literal["replayed", "latest"] | None = None
 
     @property
+    def mixes(self) -> list[Mix]:
+        """The measured mix, and the background's (on `--heavy-connections`) if it has one."""
+        return [self.mix, ((self.background, 1),)] if self.background else [self.mix]
+
+    @property
     def kinds(self) -> set[Kind]:
-        return {kind for kind, _ in self.mix} | ({self.background} if self.background else set())
+        return {kind for mix in self.mixes for kind, _ in mix}
 
     @property
     def needs_heavy_user(self) -> bool:
