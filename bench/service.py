@@ -33,10 +33,6 @@ TOKEN_LIFETIME_SECONDS = 2 * 60 * 60
 class BenchAuth:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
-    def environment(self) -> dict[str, str]:
-        settings = {"AUTH_MODE": "secret", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
-        return settings | {"AUTH_JWT_SECRET": self.secret}
-
     def token(self, user_id: str) -> str:
         now = int(time.time())
         claims = {"sub": user_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now}
@@ -76,7 +72,8 @@ def running_service(
     port = free_port()
     serve = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
-    env = os.environ | auth.environment()
+    env = os.environ | {"AUTH_MODE": "secret", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
+    env |= {"AUTH_JWT_SECRET": auth.secret}
     env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": read_url or app_url}
     env |= {"MIGRATION_DATABASE_URL": owner_url, "INLINE_READS": inline_reads}
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,25 +89,22 @@ def running_service(
         )
     try:
         url = f"http://{HOST}:{port}"
-        _wait_ready(proc, url + "/readyz", log_path)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {proc.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the service was not ready in time; see {log_path}")
+            time.sleep(0.2)
         # The master's children, less multiprocessing's resource tracker. One worker: the master.
         children = psutil.Process(proc.pid).children()
         pids = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
         yield Service(proc.pid, url, pids or [proc.pid])
     finally:
         stop(proc)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {proc.returncode}; see {log_path}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"the service was not ready in {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
