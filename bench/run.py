@@ -48,7 +48,7 @@ def run(config: BenchConfig) -> Report:
     started_at = datetime.now(UTC)
     machine = machine_facts()
     budget = Budget(config.budget_seconds)
-    binary = wrk.find_or_install(allow_install=config.install_wrk)
+    binary, generator = wrk.find_or_install(allow_install=config.install_wrk)
     with ExitStack() as stack:
         server = stack.enter_context(postgres_server(os.environ.get("DATABASE_URL"), config.pgdata))
         url = stack.enter_context(
@@ -76,7 +76,12 @@ def run(config: BenchConfig) -> Report:
         else:
             cells = _measure_all(session)
         if config.growth:
-            estimate = growth_estimate(config, dataset)
+            # Growing takes about as long per row as loading did (with a margin), then every
+            # workload is measured again.
+            growing = dataset.total_seconds * config.growth_tasks / max(1, dataset.last_id)
+            per_cell = config.warmup + 2 * (config.duration + CELL_OVERHEAD_ALLOWANCE)
+            per_workload = len(config.connections) * per_cell + SERVER_START_ALLOWANCE
+            estimate = growing * GROWTH_SLOWDOWN + len(config.workloads or ()) * per_workload
             if budget.allows(estimate):
                 session = _grow(session, engine)
                 cells += _measure_all(session)
@@ -91,19 +96,11 @@ def run(config: BenchConfig) -> Report:
             machine=machine,
             postgres=settings(engine),
             datasets=datasets,
-            generator=wrk.version(binary),
+            generator=generator,
             pgbench_scripts=session.pgbench_scripts,
             cells=cells,
             note=note,
         )
-
-
-def growth_estimate(config: BenchConfig, loaded: LoadStats) -> float:
-    """Seconds to grow the table (linear in rows, with a margin) and measure again, roughly."""
-    growing = loaded.total_seconds * config.growth_tasks / max(1, loaded.last_id) * GROWTH_SLOWDOWN
-    workloads = len(config.workloads or ())
-    per_cell = config.warmup + 2 * (config.duration + CELL_OVERHEAD_ALLOWANCE)
-    return growing + workloads * (len(config.connections) * per_cell + SERVER_START_ALLOWANCE)
 
 
 def _grow(session: Session, engine: Engine) -> Session:

@@ -64,8 +64,8 @@ end
 """
 
 
-def find_or_install(*, allow_install: bool) -> str:
-    """The wrk binary; when missing, `apt-get install wrk` if allowed and root."""
+def find_or_install(*, allow_install: bool) -> tuple[str, str]:
+    """The wrk binary and its version; when missing, `apt-get install wrk` if allowed and root."""
     found = shutil.which("wrk")
     if found is None and allow_install and os.geteuid() == 0 and shutil.which("apt-get"):
         log.info("installing wrk with apt-get")
@@ -77,13 +77,9 @@ def find_or_install(*, allow_install: bool) -> str:
         found = shutil.which("wrk")
     if found is None:
         raise SystemExit("wrk is needed: apt-get install wrk (a run as root does it itself)")
-    return found
-
-
-def version(binary: str) -> str:
-    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    done = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
     # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer": keep name and version.
-    return (done.stdout or done.stderr).split("\n", 1)[0].split(" Copyright")[0].strip()
+    return found, (done.stdout or done.stderr).split("\n", 1)[0].split(" Copyright")[0].strip()
 
 
 def lua_script(
