@@ -24,15 +24,9 @@ LATENCY_HEADER = (
 
 
 REPLICA_FACT = (
-    "- Replica: a hot standby made by `pg_basebackup -R` of the benchmark's server, streaming on"
-    " the same machine. Each workload runs twice, the service reading from the primary"
-    " (READ_DATABASE_URL = DATABASE_URL) and then from the replica. `list-with-token` sends the"
-    " X-Consistency-Token of a write made before the cell; `list-after-write` creates and lists"
-    " in turn, every list sending the token of the latest create answered (half its requests"
-    " write, so 50% is every list served by the replica). The replica's share counts transactions"
-    " in the database on each server while the service ran (pg_stat_database). DB CPU is the"
-    " primary's. Inline reads (ADR 0018) are off in both: they serve the primary only, so with"
-    " them the primary alone would also be measured on another driver (docs/bench-latest.md)"
+    "- Replica: a hot standby of the benchmark's server made by `pg_basebackup -R`, streaming on"
+    " the same machine; each workload read from the primary alone, then from the replica, inline"
+    " reads off in both. What the workloads and the replica's share mean: docs/PERFORMANCE.md"
 )
 
 
@@ -130,16 +124,12 @@ def replica_table(cells: list[Cell]) -> str:
             paired = find(cells, f"{name}, primary + replica", alone.connections)
             share = paired.replica_share_pct if paired else None
             errors = sum(c.errors or 0 for c in (alone, paired) if c)
-            figures = [_replica_figures(c) for c in (alone, paired)]
+            runs = [c.service if c else None for c in (alone, paired)]
+            figures = [
+                f"{r.rps:,.0f}, {_p50_p99(r.latency)}" if r and r.latency else "-" for r in runs
+            ]
             rows.append(_row([name, str(alone.connections), *figures, _num(share), str(errors)]))
     return "\n".join([header, *rows])
-
-
-def _replica_figures(cell: Cell | None) -> str:
-    run = cell.service if cell else None
-    if run is None or run.latency is None:
-        return "-"
-    return f"{run.rps:,.0f}, {_p50_p99(run.latency)}"
 
 
 def verdicts_table(verdicts: list[Verdict]) -> str:
