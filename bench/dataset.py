@@ -178,11 +178,13 @@ def _write(
         conn.execute(TRIGGERS_ON_SQL)
         indexed = time.perf_counter()
     _vacuum(engine)
+    vacuumed = time.perf_counter()
+    log.info("  %s tasks written in %.1fs", f"{stats.tasks:,}", vacuumed - started)
     return replace(
         stats,
         insert_seconds=inserted - started,
         index_seconds=indexed - inserted,
-        vacuum_seconds=time.perf_counter() - indexed,
+        vacuum_seconds=vacuumed - indexed,
     )
 
 

@@ -26,18 +26,6 @@ CELL_OVERHEAD_ALLOWANCE = 3.0
 MEMORY_SAMPLE_SECONDS = 0.25
 
 
-class Budget:
-    def __init__(self, seconds: float) -> None:
-        self.started = time.monotonic()
-        self._deadline = self.started + seconds
-
-    def allows(self, seconds: float) -> bool:
-        return time.monotonic() + seconds <= self._deadline
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
 @dataclass(kw_only=True)
 class Session:
     """What the workloads of one run share."""
@@ -49,11 +37,14 @@ class Session:
     dataset: LoadStats
     pairs: list[tuple[str, int]]  # real (user_id, task id) pairs of ordinary tasks
     wrk: str
-    budget: Budget
+    deadline: float  # time.monotonic() of the time budget's end: no cell may end later
     auth: BenchAuth
     pgbench_scripts: dict[str, str] = field(default_factory=dict)
     replica_url: str | None = None  # `--replica`: the replica, as the service's role
     reads_on_replica: bool = False  # whether the service reads from it (else from the primary)
+
+    def allows(self, seconds: float) -> bool:
+        return time.monotonic() + seconds <= self.deadline
 
 
 def measure(session: Session, workload: Workload) -> list[Cell]:
@@ -86,7 +77,7 @@ def _log(tool: str, cell: Cell, rate: float, latency: Latency | None, errors: in
 def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:
     config = session.config
     cell_seconds = config.warmup + config.duration + CELL_OVERHEAD_ALLOWANCE
-    if not session.budget.allows(SERVER_START_ALLOWANCE + cell_seconds):
+    if not session.allows(SERVER_START_ALLOWANCE + cell_seconds):
         cells.update((c, _noted(cell, "skipped: time budget")) for c, cell in cells.items())
         return
     urls = [session.app_url, session.replica_url] if session.replica_url else []
@@ -101,12 +92,12 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
         # `--replica` compares like with like: inline reads serve the primary only (ADR 0018).
         inline_reads="off" if session.replica_url else "auto",
     ) as service:
-        tokens = session.auth.tokens([user for user, _ in session.pairs] + [HEAVY_USER])
+        users = {user for user, _ in session.pairs} | {HEAVY_USER}
+        tokens = {user: session.auth.token(user) for user in users}
         sinces = change_tokens(service.url, tokens) if "changes" in workload.kinds else {}
-        user, _ = session.pairs[0]
-        token = None
-        if workload.consistency == "replayed":  # a write made now: replayed when the cells run
-            token = consistency_token(service.url, user, tokens[user])
+        # "replayed": the token of a write made now, long replayed when the cells run.
+        user, replayed = session.pairs[0][0], workload.consistency == "replayed"
+        token = consistency_token(service.url, user, tokens[user]) if replayed else None
         follow = workload.consistency == "latest"
         paths = []  # a wrk script per mix, the same in every cell
         for number, mix in enumerate(workload.mixes):
@@ -117,7 +108,7 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
             )
             paths.append(path)
         for connections, cell in cells.items():
-            if not session.budget.allows(cell_seconds):
+            if not session.allows(cell_seconds):
                 cells[connections] = _noted(cell, "skipped: time budget")
                 continue
             # The measured mix at `connections`; a background mix at `--heavy-connections`.
@@ -149,7 +140,7 @@ def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]
         for n, mix in enumerate(workload.mixes)
     ]
     for connections, cell in cells.items():
-        if not session.budget.allows(config.duration + CELL_OVERHEAD_ALLOWANCE):
+        if not session.allows(config.duration + CELL_OVERHEAD_ALLOWANCE):
             cells[connections] = _noted(cell, "pgbench skipped: time budget")
             continue
         loads = list(zip(scripts, [connections, config.heavy_connections], strict=False))

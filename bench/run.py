@@ -5,6 +5,7 @@ its workloads, grows the same database, and measures them again, in one budget."
 import logging
 import os
 import platform
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from bench import replica, wrk
 from bench.config import BenchConfig
 from bench.database import engine_at, fresh_database, postgres_server, sample_pairs, settings
 from bench.dataset import LoadStats, grow, load
-from bench.measure import CELL_OVERHEAD_ALLOWANCE, SERVER_START_ALLOWANCE, Budget, Session, measure
+from bench.measure import CELL_OVERHEAD_ALLOWANCE, SERVER_START_ALLOWANCE, Session, measure
 from bench.results import Cell
 from bench.service import HOST, BenchAuth
 from bench.workloads import REPLICA_WORKLOADS, WORKLOADS
@@ -47,7 +48,7 @@ class Report:
 def run(config: BenchConfig) -> Report:
     started_at = datetime.now(UTC)
     machine = machine_facts()
-    budget = Budget(config.budget_seconds)
+    started = time.monotonic()
     binary, generator = wrk.find_or_install(allow_install=config.install_wrk)
     with ExitStack() as stack:
         server = stack.enter_context(postgres_server(os.environ.get("DATABASE_URL"), config.pgdata))
@@ -56,9 +57,7 @@ def run(config: BenchConfig) -> Report:
         )
         upgrade(url)
         engine = stack.enter_context(engine_at(url))
-        log.info("loading %s tasks over %s users", f"{config.tasks:,}", f"{config.users:,}")
         dataset = load(engine, config)
-        log.info("dataset loaded in %.1fs", dataset.total_seconds)
         session = Session(
             config=config,
             owner_url=url,
@@ -67,12 +66,12 @@ def run(config: BenchConfig) -> Report:
             dataset=dataset,
             pairs=sample_pairs(engine, dataset.tasks, count=config.pair_samples, seed=config.seed),
             wrk=binary,
-            budget=budget,
+            deadline=started + config.budget_seconds,
             auth=BenchAuth(),
         )
         datasets, note = [dataset], None
         if config.replica:
-            cells = _with_replica(session, server.admin_url, engine, stack)
+            cells = _replicated(session, server.admin_url, engine, stack)
         else:
             cells = _measure_all(session)
         if config.growth:
@@ -82,17 +81,21 @@ def run(config: BenchConfig) -> Report:
             per_cell = config.warmup + 2 * (config.duration + CELL_OVERHEAD_ALLOWANCE)
             per_workload = len(config.connections) * per_cell + SERVER_START_ALLOWANCE
             estimate = growing * GROWTH_SLOWDOWN + len(config.workloads or ()) * per_workload
-            if budget.allows(estimate):
-                session = _grow(session, engine)
-                cells += _measure_all(session)
-                datasets.append(session.dataset)
+            if session.allows(estimate):
+                grown = grow(engine, dataset, config)
+                # New pairs, drawn from all of the grown table.
+                pairs = sample_pairs(
+                    engine, grown.tasks, count=config.pair_samples, seed=config.seed
+                )
+                cells += _measure_all(replace(session, dataset=grown, pairs=pairs))
+                datasets.append(grown)
             else:
                 note = f"not grown: about {estimate / 60:.0f} min more would pass the time budget"
                 log.warning(note)
         return Report(
             config=config,
             started_at=started_at,
-            elapsed_seconds=budget.elapsed(),
+            elapsed_seconds=time.monotonic() - started,
             machine=machine,
             postgres=settings(engine),
             datasets=datasets,
@@ -103,16 +106,6 @@ def run(config: BenchConfig) -> Report:
         )
 
 
-def _grow(session: Session, engine: Engine) -> Session:
-    """The session again, over the grown table: new pairs drawn from all of it."""
-    c = session.config
-    log.info("growing %s tasks to %s", f"{session.dataset.tasks:,}", f"{c.growth_tasks:,}")
-    grown = grow(engine, session.dataset, c)
-    log.info("grown in %.1fs", grown.total_seconds)
-    pairs = sample_pairs(engine, grown.tasks, count=c.pair_samples, seed=c.seed)
-    return replace(session, dataset=grown, pairs=pairs)
-
-
 def _measure_all(session: Session) -> list[Cell]:
     config = session.config
     every = REPLICA_WORKLOADS if config.replica else WORKLOADS
@@ -120,15 +113,10 @@ def _measure_all(session: Session) -> list[Cell]:
     return [cell for workload in chosen for cell in measure(session, workload)]
 
 
-def _with_replica(
-    session: Session, admin_url: str, primary: Engine, stack: ExitStack
-) -> list[Cell]:
+def _replicated(session: Session, admin_url: str, primary: Engine, stack: ExitStack) -> list[Cell]:
     """The workloads reading from the primary, then again reading from a streaming replica."""
-    config = session.config
     log.info("making a streaming replica (pg_basebackup)")
-    port = stack.enter_context(
-        replica.streaming_replica(admin_url, config.pgdata, config.pgdata.parent / "replica")
-    )
+    port = stack.enter_context(replica.streaming_replica(admin_url, session.config.pgdata))
     on_replica = make_url(session.app_url).set(host=HOST, port=port, query={})
     session = replace(session, replica_url=on_replica.render_as_string(hide_password=False))
     replica.wait_for_replay(primary, session.replica_url or "")

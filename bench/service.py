@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +38,6 @@ class BenchAuth:
         claims = {"sub": user_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now}
         claims["exp"] = now + TOKEN_LIFETIME_SECONDS
         return jwt.encode(claims, self.secret, algorithm="HS256")
-
-    def tokens(self, users: Iterable[str]) -> dict[str, str]:
-        return {user: self.token(user) for user in set(users)}
 
 
 @dataclass(frozen=True)
