@@ -36,10 +36,6 @@ _USER_STAND_IN = "\x00user_id"
 _TASK_STAND_IN = 987_654_321_987_654
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _literal(value: object) -> str:
     """A bind value written into the SQL as psycopg2 sends it (or the pgbench variable)."""
     if value == _USER_STAND_IN:
@@ -72,8 +68,9 @@ def toggle_sql() -> str:
 def inline(sql: str, literals: dict[str, str]) -> str:
     """Write string binds in as quoted literals; the other `:name`s stay pgbench variables."""
     for name, value in literals.items():
+        quoted = "'" + value.replace("'", "''") + "'"
         # Backslashes are the only special characters in a replacement string.
-        sql = re.sub(r"(?<!:):" + name + r"\b", _quoted(value).replace("\\", "\\\\"), sql)
+        sql = re.sub(r"(?<!:):" + name + r"\b", quoted.replace("\\", "\\\\"), sql)
     return sql
 
 

@@ -52,26 +52,24 @@ def result_row(cell: Cell, label: str) -> str:
     if background is not None:
         searches = f"{background.rps:,.1f} req/s, errors {background.errors}"
         notes.insert(0, f"meanwhile the heavy user's searches: {searches}")
-    return _row(
-        [
-            label,
-            str(cell.connections),
-            _num(service.rps if service else None, 0),
-            *_latencies(service.latency if service else None, "p50_ms", "p99_ms", "p999_ms"),
-            "-" if service is None else str(service.errors),
-            _num(db.tps if db else None, 0),
-            _p50_p99(db.latency if db else None),
-            _num(cell.ratio, 3),
-            _num(cell.server_cpu_ms_per_request, 2),
-            _num(cell.db_cpu_ms_per_request, 3)
-            + " / "
-            + _num(db.db_cpu_ms_per_tx if db else None, 3),
-            "-" if cell.worker_split is None else "/".join(f"{s:.0f}" for s in cell.worker_split),
-            _num(cell.peak_rss_mb, 0),
-            _num(usage.machine_busy_pct if usage else None, 0),
-            "; ".join(notes),
-        ]
-    )
+    per_tx = db.db_cpu_ms_per_tx if db else None
+    columns = [
+        label,
+        str(cell.connections),
+        _num(service.rps if service else None, 0),
+        *_latencies(service.latency if service else None, "p50_ms", "p99_ms", "p999_ms"),
+        "-" if service is None else str(service.errors),
+        _num(db.tps if db else None, 0),
+        _p50_p99(db.latency if db else None),
+        _num(cell.ratio, 3),
+        _num(cell.server_cpu_ms_per_request, 2),
+        f"{_num(cell.db_cpu_ms_per_request, 3)} / {_num(per_tx, 3)}",
+        "-" if cell.worker_split is None else "/".join(f"{s:.0f}" for s in cell.worker_split),
+        _num(cell.peak_rss_mb, 0),
+        _num(usage.machine_busy_pct if usage else None, 0),
+        "; ".join(notes),
+    ]
+    return _row(columns)
 
 
 def results_table(report: Report) -> str:
