@@ -131,12 +131,11 @@ def measure_service(session: Session, workload: Workload, cells: dict[int, Cell]
 
 def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]) -> None:
     config = session.config
-    directory = config.work_dir / "pgbench"
     kinds = [kind for mix in workload.mixes for kind, _ in mix]
     texts = (f"-- {kind}\n{pgbench.script(kind)}" for kind in kinds)
     session.pgbench_scripts[workload.name] = "\n".join(texts)
     scripts = [
-        pgbench.write_scripts(f"{workload.name}-{n}", mix, directory)
+        pgbench.write_scripts(f"{workload.name}-{n}", mix, config.work_dir / "pgbench")
         for n, mix in enumerate(workload.mixes)
     ]
     for connections, cell in cells.items():
@@ -146,12 +145,7 @@ def measure_pgbench(session: Session, workload: Workload, cells: dict[int, Cell]
         loads = list(zip(scripts, [connections, config.heavy_connections], strict=False))
         with UsageMeter(None, session.db_pid) as meter:
             result = pgbench.run(
-                loads,
-                url=session.app_url,
-                seconds=config.duration,
-                tasks=session.dataset.tasks,
-                users=session.dataset.users,
-                log_dir=directory / "log",
+                loads, url=session.app_url, seconds=config.duration, dataset=session.dataset
             )
         db_cpu = meter.usage().db_cpu_s
         if db_cpu is not None and result.transactions:

@@ -4,6 +4,7 @@ statements, so none can drift. Each transaction names its caller first (row-leve
 pipeline, as the service's reads do; every transaction is logged, for nearest-rank percentiles."""
 
 import re
+import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from psycopg2.extensions import adapt
 from sqlalchemy import Insert, Update
 from sqlalchemy.dialects.postgresql import psycopg2
 
+from bench.dataset import LoadStats
 from bench.processes import run_at_once
 from bench.results import PgbenchResult, latency_from_ns
 from bench.workloads import CREATE_BODY, HEAVY_WORD, LIST_LIMIT, ROUTES, SEARCH_WORD, Kind, Mix
@@ -111,27 +113,19 @@ def write_scripts(name: str, mix: Mix, directory: Path) -> list[str]:
 
 
 def run(
-    loads: list[tuple[list[str], int]],
-    *,
-    url: str,
-    seconds: float,
-    tasks: int,
-    users: int,
-    log_dir: Path,
+    loads: list[tuple[list[str], int]], *, url: str, seconds: float, dataset: LoadStats
 ) -> PgbenchResult:
     """One pgbench per (scripts, connections), all at once; the first one's result, with the
-    latencies it logged (the others are load beside it)."""
+    latencies it logged to a directory of its own (the others are load beside it)."""
     whole = max(1, round(seconds))
-    for old in log_dir.glob(LOG_PREFIX + "*"):
-        old.unlink()
-    log_dir.mkdir(parents=True, exist_ok=True)
     options = ["--no-vacuum", "--protocol=prepared", "--jobs=1", f"--time={whole}"]
-    options += [f"--define=tasks={tasks}", f"--define=users={users}"]
+    options += [f"--define=tasks={dataset.tasks}", f"--define=users={dataset.users}"]
     program = str(client_program("pgbench"))
     commands = [[program, *options, f"--client={c}", *scripts, url] for scripts, c in loads]
-    commands[0][1:1] = ["--log", f"--log-prefix={log_dir / LOG_PREFIX}"]
-    outputs = run_at_once(commands, timeout=whole + 60)
-    return parse(outputs[0], read_latencies(log_dir), seconds=whole)
+    with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as log_dir:
+        commands[0][1:1] = ["--log", f"--log-prefix={Path(log_dir) / LOG_PREFIX}"]
+        outputs = run_at_once(commands, timeout=whole + 60)
+        return parse(outputs[0], read_latencies(Path(log_dir)), seconds=whole)
 
 
 def parse(stdout: str, latencies_ns: list[int], *, seconds: float) -> PgbenchResult:
