@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     replica = "instead: list on the primary alone, then with a streaming replica and tokens"
     add("--replica", action="store_true", help=replica + " (docs/bench-replica.md)")
     add("--workers", type=_positive, help="service workers (default: one per core)")
-    add("--no-install", action="store_true", help="never apt-get install wrk")
+    add("--no-install", dest="install_wrk", action="store_false", help="never apt-get install wrk")
     add("--json", type=Path, dest="json_path", help="where to write the JSON results")
     add("--report", type=Path, dest="report_path", help="the generated Markdown report's path")
     add("--no-doc", action="store_true", help="write no Markdown report (JSON only)")
@@ -71,8 +71,6 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> BenchConfig:
     # their defaults in `config`).
     plain = BenchConfig.__dataclass_fields__.keys() - {"smoke", "growth", "replica"}
     overrides = {k: v for k, v in vars(args).items() if k in plain and v is not None}
-    if args.no_install:
-        overrides["install_wrk"] = False
     if args.no_doc:
         overrides["report_path"] = None
     if args.budget_minutes is not None:

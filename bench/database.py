@@ -28,8 +28,7 @@ SAMPLE_PAIRS_SQL = text("SELECT user_id, id FROM tasks WHERE id = ANY(:ids) ORDE
 @dataclass(frozen=True)
 class PostgresServer:
     admin_url: str  # a libpq URL to the server's `postgres` database
-    postmaster_pid: int | None
-    """Known when the server runs on this machine and its data directory is readable."""
+    postmaster_pid: int | None  # known when the server is on this machine and readable
 
 
 @contextlib.contextmanager

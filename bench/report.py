@@ -46,7 +46,8 @@ def _p50_p99(latency: Latency | None) -> str:
     return "-" if latency is None else f"{latency.p50_ms:.2f} / {latency.p99_ms:.2f}"
 
 
-def result_row(cell: Cell, label: str) -> str:
+def result_row(cell: Cell, grown: bool) -> str:
+    label = f"{cell.workload} at {cell.tasks:,} tasks" if grown else cell.workload
     service, db, usage, background = cell.service, cell.pgbench, cell.usage, cell.background
     notes = [cell.note] if cell.note else []
     if background is not None:
@@ -73,19 +74,13 @@ def result_row(cell: Cell, label: str) -> str:
 
 
 def results_table(report: Report) -> str:
-    grown = len(report.datasets) > 1
-    rows = [
-        result_row(c, f"{c.workload} at {c.tasks:,} tasks" if grown else c.workload)
-        for c in report.cells
-    ]
+    rows = [result_row(cell, grown=len(report.datasets) > 1) for cell in report.cells]
     return "\n".join([RESULT_HEADER, *rows])
 
 
-def _latency_row(
-    label: str, connections: str, rate: float, latency: Latency | None, errors: int
-) -> str:
+def _latency_row(label: str, conns: str, rate: float, latency: Latency | None, errors: int) -> str:
     names = ("p50_ms", "p99_ms", "p999_ms", "max_ms")
-    return _row([label, connections, _num(rate), *_latencies(latency, *names), str(errors)])
+    return _row([label, conns, _num(rate), *_latencies(latency, *names), str(errors)])
 
 
 def head_of_line_table(cells: list[Cell]) -> str | None:
@@ -98,11 +93,7 @@ def head_of_line_table(cells: list[Cell]) -> str | None:
             ("other users' `list`, while the heavy user searches", count, during.service),
             (f"the heavy user's searches meanwhile, `q={HEAVY_WORD}`", "-", during.background),
         ]
-        rows += [
-            _latency_row(label, n, run.rps, run.latency, run.errors)
-            for label, n, run in runs
-            if run
-        ]
+        rows += [_latency_row(label, n, r.rps, r.latency, r.errors) for label, n, r in runs if r]
         if (db := during.pgbench) is not None:
             label = "PostgreSQL's own `list` (pgbench) while a second pgbench searches"
             rows.append(_latency_row(label, count, db.tps, db.latency, db.failed))

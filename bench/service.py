@@ -126,9 +126,7 @@ def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> httpx.Re
 def change_tokens(url: str, bearers: dict[str, str]) -> dict[str, str]:
     """Each user's current change-feed token (`next` of a first download of their feed)."""
     feed = url + "/api/{}/changes?limit=1000"
-    return {
-        user: _call(feed.format(user), bearer).json()["next"] for user, bearer in bearers.items()
-    }
+    return {user: _call(feed.format(user), b).json()["next"] for user, b in bearers.items()}
 
 
 def consistency_token(url: str, user: str, bearer: str) -> str | None:
