@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
+from bench.config import BenchConfig
 from db import embedded
 from db.connections import libpq_url, sqlalchemy_url
 
@@ -85,11 +86,10 @@ def settings(engine: Engine) -> dict[str, str]:
         return {row.name: row.value for row in conn.execute(SETTINGS_SQL)}
 
 
-def sample_pairs(engine: Engine, tasks: int, *, count: int, seed: int) -> list[tuple[str, int]]:
+def sample_pairs(engine: Engine, tasks: int, config: BenchConfig) -> list[tuple[str, int]]:
     """Real (user_id, id) pairs of ordinary tasks read back from the table, for wrk."""
-    ids = random.Random(seed).sample(  # noqa: S311 -- sampling, not secrets
-        range(1, tasks + 1), min(count, tasks)
-    )
+    sampler = random.Random(config.seed)  # noqa: S311 -- sampling, not secrets
+    ids = sampler.sample(range(1, tasks + 1), min(config.pair_samples, tasks))
     with engine.connect() as conn:
         return [(row.user_id, row.id) for row in conn.execute(SAMPLE_PAIRS_SQL, {"ids": ids})]
 
