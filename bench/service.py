@@ -50,8 +50,7 @@ class Service:
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -100,20 +99,15 @@ def running_service(
         children = psutil.Process(proc.pid).children()
         pids = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
         yield Service(proc.pid, url, pids or [proc.pid])
-    finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the master (it stops its workers), then SIGKILL whatever is left, by pid."""
-    family: list[psutil.Process] = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        family = psutil.Process(proc.pid).children(recursive=True)
-    processes.stop(proc, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
-    for process in family:
-        # psutil refuses to signal a pid the kernel has since given to another process.
+    finally:  # SIGTERM the master (it stops its workers), then SIGKILL whatever is left, by pid
+        family: list[psutil.Process] = []
         with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
+            family = psutil.Process(proc.pid).children(recursive=True)
+        processes.stop(proc, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
+        for process in family:
+            # psutil refuses to signal a pid the kernel has since given to another process.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
 def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> httpx.Response:
