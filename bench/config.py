@@ -65,11 +65,10 @@ def config(
     *, smoke: bool, growth: bool = False, replica: bool = False, **overrides: Any
 ) -> BenchConfig:
     """The defaults (the full run's, or a mode's) with the command line's choices on top."""
-    modes = {"smoke": (smoke, SMOKE), "growth": (growth, GROWTH), "replica": (replica, REPLICA)}
-    names = [name for name, (chosen, _) in modes.items() if chosen]
-    defaults: dict[str, Any] = {"smoke": smoke, "growth": growth, "replica": replica}
-    for name in names:
-        defaults |= modes[name][1]
+    modes = [("smoke", smoke, SMOKE), ("growth", growth, GROWTH), ("replica", replica, REPLICA)]
+    names = [name for name, chosen, _ in modes if chosen]
+    defaults: dict[str, Any] = {name: chosen for name, chosen, _ in modes}
+    defaults |= {k: v for _, chosen, values in modes if chosen for k, v in values.items()}
     # Each mode, and its smoke, writes results of its own; only a full run writes its report.
     defaults["json_path"] = DATA / "-".join([*names, "results.json"])
     if growth or replica:

@@ -103,8 +103,7 @@ def run(config: BenchConfig) -> Report:
         else:
             cells = _measure_all(session)
         if config.growth:
-            # Growing takes about as long per row as loading did (with a margin), then every
-            # workload is measured again.
+            # Growing: about as long per row as loading (with a margin); then all measured again.
             growing = dataset.total_seconds * config.growth_tasks / max(1, dataset.last_id)
             per_cell = config.warmup + 2 * (config.duration + CELL_OVERHEAD_ALLOWANCE)
             per_workload = len(config.connections) * per_cell + SERVER_START_ALLOWANCE
