@@ -8,6 +8,7 @@ from typing import Any
 from db.settings import PROJECT_ROOT
 
 DATA = PROJECT_ROOT / ".data" / "bench"
+DOCS = PROJECT_ROOT / "docs"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +29,7 @@ class BenchConfig:
     install_wrk: bool = True
     smoke: bool = False
     json_path: Path = DATA / "results.json"
-    report_path: Path | None = PROJECT_ROOT / "docs" / "bench-latest.md"  # rewritten whole
+    report_path: Path | None = DOCS / "bench-latest.md"  # rewritten whole
     database_name: str = "taskapi_bench"
     keep_database: bool = True  # left behind after a full run, for EXPLAIN and profiling
     budget_seconds: float = 14 * 60  # cells that would end later are skipped, not run
@@ -39,71 +40,45 @@ class BenchConfig:
     command: str = ".venv/bin/python -m bench"
 
 
-# Each mode's defaults, applied in order over the full run's. `--growth`: no heavy user (growth
-# appends where its ids would be). `--replica`: a server of its own (pg_basebackup copies a whole
-# server). `--smoke`: a second or so per cell on a tiny dataset, proving that the pipeline works;
-# unique database names, so a smoke run never touches a full run's database or another smoke's.
+# Each mode's defaults over the full run's. `--growth`: no heavy user (growth appends where its
+# ids would be). `--replica`: a server of its own (pg_basebackup copies a whole server). `--smoke`:
+# a second or so per cell on a tiny dataset, proving that the pipeline works, in any mode.
 SMOKE: dict[str, Any] = {
     "tasks": 2_000,
     "users": 20,
     "duration": 1.0,
     "warmup": 1.0,
-    "connections": (2,),
     "heavy_user_tasks": 500,
     "heavy_connections": 1,
-    "smoke": True,
-    "json_path": DATA / "smoke-results.json",
+    "growth_tasks": 20_000,
+    "growth_batch": 5_000,
     "work_dir": DATA / "smoke",
-    "report_path": None,
-    "database_name": f"taskapi_bench_smoke_{os.getpid()}",
     "keep_database": False,
     "budget_seconds": 200.0,
     "pair_samples": 500,
 }
-GROWTH: dict[str, Any] = {
-    "growth": True,
-    "workloads": ("list", "get"),
-    "connections": (16,),
-    "heavy_user_tasks": 0,
-    "json_path": DATA / "growth-results.json",
-    "report_path": PROJECT_ROOT / "docs" / "bench-growth.md",
-    "database_name": "taskapi_bench_growth",
-}
-SMOKE_GROWTH: dict[str, Any] = {
-    "connections": (2,),
-    "growth_tasks": 20_000,
-    "growth_batch": 5_000,
-    "json_path": DATA / "smoke-growth-results.json",
-    "report_path": None,
-    "database_name": f"taskapi_bench_smoke_growth_{os.getpid()}",
-}
-REPLICA: dict[str, Any] = {
-    "replica": True,
-    "connections": (16,),
-    "heavy_user_tasks": 0,
-    "keep_database": False,
-    "pgdata": DATA / "replica-run" / "primary",
-    "json_path": DATA / "replica-results.json",
-    "report_path": PROJECT_ROOT / "docs" / "bench-replica.md",
-}
-SMOKE_REPLICA: dict[str, Any] = {
-    "connections": (2,),
-    "json_path": DATA / "smoke-replica-results.json",
-    "report_path": None,
-    "pgdata": DATA / "smoke" / "replica-run" / "primary",
-}
+GROWTH: dict[str, Any] = {"workloads": ("list", "get"), "heavy_user_tasks": 0}
+REPLICA: dict[str, Any] = {"heavy_user_tasks": 0, "keep_database": False}
 
 
 def config(
     *, smoke: bool, growth: bool = False, replica: bool = False, **overrides: Any
 ) -> BenchConfig:
     """The defaults (the full run's, or a mode's) with the command line's choices on top."""
-    modes = [
-        (smoke, SMOKE),
-        (growth, GROWTH),
-        (growth and smoke, SMOKE_GROWTH),
-        (replica, REPLICA),
-        (replica and smoke, SMOKE_REPLICA),
-    ]
-    defaults = {k: v for chosen, values in modes if chosen for k, v in values.items()}
+    modes = [("smoke", smoke, SMOKE), ("growth", growth, GROWTH), ("replica", replica, REPLICA)]
+    names = [name for name, chosen, _ in modes if chosen]
+    defaults: dict[str, Any] = {name: chosen for name, chosen, _ in modes}
+    defaults |= {k: v for _, chosen, values in modes if chosen for k, v in values.items()}
+    # Each mode, and its smoke, writes results of its own; only a full run writes its report.
+    defaults["json_path"] = DATA / "-".join([*names, "results.json"])
+    if growth or replica:
+        defaults |= {"connections": (16,), "report_path": DOCS / f"bench-{names[-1]}.md"}
+    if replica:
+        defaults["pgdata"] = defaults.get("work_dir", DATA) / "replica-run" / "primary"
+    # A replica run's database is on a server of its own; a smoke run's is unique (never a full
+    # run's or another smoke's) and dropped afterwards.
+    database = "_".join(["taskapi_bench", *(name for name in names if name != "replica")])
+    defaults["database_name"] = f"{database}_{os.getpid()}" if smoke else database
+    if smoke:
+        defaults |= {"connections": (2,), "report_path": None}
     return replace(BenchConfig(), **(defaults | overrides))

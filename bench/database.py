@@ -12,15 +12,16 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
+from bench.config import BenchConfig
 from db import embedded
 from db.connections import libpq_url, sqlalchemy_url
 
 SAFE_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-# The server's settings that decide write and cache speed.
+# The server's version, and the settings that decide write and cache speed.
 SETTINGS_SQL = text(
-    "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name IN ('shared_buffers',"
-    " 'max_connections', 'synchronous_commit', 'fsync', 'wal_level', 'effective_cache_size',"
-    " 'work_mem')"
+    "SELECT name, current_setting(name) AS value FROM pg_settings WHERE name IN ('server_version',"
+    " 'shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'wal_level',"
+    " 'effective_cache_size', 'work_mem')"
 )
 SAMPLE_PAIRS_SQL = text("SELECT user_id, id FROM tasks WHERE id = ANY(:ids) ORDER BY id")
 
@@ -28,8 +29,7 @@ SAMPLE_PAIRS_SQL = text("SELECT user_id, id FROM tasks WHERE id = ANY(:ids) ORDE
 @dataclass(frozen=True)
 class PostgresServer:
     admin_url: str  # a libpq URL to the server's `postgres` database
-    postmaster_pid: int | None
-    """Known when the server runs on this machine and its data directory is readable."""
+    postmaster_pid: int | None  # known when the server is on this machine and readable
 
 
 @contextlib.contextmanager
@@ -82,29 +82,23 @@ def _drop_database(server: PostgresServer, name: str) -> None:
 
 
 def settings(engine: Engine) -> dict[str, str]:
-    """The server version and the settings that decide write and cache speed."""
     with engine.connect() as conn:
-        version = str(conn.execute(text("SHOW server_version")).scalar_one())
-        rows = conn.execute(SETTINGS_SQL).all()
-    return {"server_version": version} | {row.name: row.value for row in rows}
+        return {row.name: row.value for row in conn.execute(SETTINGS_SQL)}
 
 
-def sample_pairs(engine: Engine, *, tasks: int, count: int, seed: int) -> list[tuple[str, int]]:
+def sample_pairs(engine: Engine, tasks: int, config: BenchConfig) -> list[tuple[str, int]]:
     """Real (user_id, id) pairs of ordinary tasks read back from the table, for wrk."""
-    ids = random.Random(seed).sample(  # noqa: S311 -- sampling, not secrets
-        range(1, tasks + 1), min(count, tasks)
-    )
+    sampler = random.Random(config.seed)  # noqa: S311 -- sampling, not secrets
+    ids = sampler.sample(range(1, tasks + 1), min(config.pair_samples, tasks))
     with engine.connect() as conn:
         return [(row.user_id, row.id) for row in conn.execute(SAMPLE_PAIRS_SQL, {"ids": ids})]
 
 
 def _local_postmaster_pid(admin_url: str) -> int | None:
     """The postmaster's pid, when its data directory is on this machine and readable."""
-    try:
+    try:  # lacking the privilege or the directory only costs the DB CPU figure
         with engine_at(admin_url) as engine, engine.connect() as conn:
             data_directory = conn.execute(text("SHOW data_directory")).scalar_one()
-    except Exception:  # lacking the privilege only costs the DB CPU figure
-        return None
-    with contextlib.suppress(OSError):
         return embedded.postmaster_pid(Path(str(data_directory)))
-    return None
+    except Exception:
+        return None

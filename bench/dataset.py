@@ -2,10 +2,8 @@
 with keys and indexes dropped first and rebuilt after (one sorted build beats a million inserts).
 
 Task `i` (1..tasks) belongs to user `1 + (i - 1) % users`, so pgbench picks a real (user, id)
-pair with integer arithmetic. Ids rise with `created_at`; each user's counter is set to its
-highest id, so the service's next create continues from there. HEAVY_USER owns the ids after
-those; HEAVY_MATCHES of its tasks, spread over the year, and no other row have HEAVY_WORD in the
-title. A growth run appends ordinary tasks with the same owners and spacing in time.
+pair with integer arithmetic; HEAVY_USER owns the ids after those. A growth run appends ordinary
+tasks with the same owners and spacing in time.
 """
 
 import logging
@@ -14,16 +12,19 @@ from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy import Connection, Engine, text
 
+from bench.config import BenchConfig
 from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD
 
 log = logging.getLogger(__name__)
 
 # Titles draw from a small vocabulary so `q=` has words to find. Series rows `first..last` get
-# ids `i + id_offset`, spaced over one year by `scale`; `owner` is written in by generate_sql.
-GENERATE_TASKS_TEMPLATE = """
+# ids `i + id_offset`, spaced over one year by `scale`, owned by `owner` or else, by id, by the
+# ordinary users; each row's number in its owner's change feed (migration 0007) rises with id.
+GENERATE_TASKS_SQL = text(
+    """
 INSERT INTO tasks (user_id, id, title, description, completed, completed_at, due_date,
                    created_at, updated_at, change_seq)
-SELECT {owner},
+SELECT coalesce(CAST(:owner AS text), (1 + (id - 1) % :users)::text),
        id,
        CASE WHEN :match_every > 0 AND i % greatest(:match_every, 1) = 0
                  AND i <= :match_every * :matches
@@ -40,16 +41,12 @@ SELECT {owner},
        CASE WHEN random() < 0.5 THEN date '2025-06-01' + id % 400 END,
        created,
        CASE WHEN done THEN created + make_interval(hours => 1 + id % 97) ELSE created END,
-       {ordinal}
+       CASE WHEN CAST(:owner AS text) IS NULL THEN (id - 1) / :users + 1 ELSE i END
 FROM (SELECT i, i + :id_offset AS id, random() < 0.4 AS done,
              timestamptz '2025-01-01 00:00:00+00' + i * (interval '365 days' / :scale) AS created
       FROM generate_series(:first, :last) AS i) AS generated
 """
-ORDINARY_OWNER = "(1 + (id - 1) % :users)::text"
-ONE_OWNER = "CAST(:owner AS text)"
-# Each row's number in its owner's change feed (migration 0007): rising with id, per owner.
-ORDINARY_ORDINAL = "(id - 1) / :users + 1"
-ONE_ORDINAL = "i"
+)
 # The triggers (change numbers, tombstones, the search copy of migration 0008) are off while
 # rows are generated; the search copy is filled in one statement instead, row by row costs 20x.
 TRIGGERS_OFF_SQL = text("ALTER TABLE tasks DISABLE TRIGGER USER")
@@ -126,35 +123,29 @@ class Rows:
     match_every: int = 0  # every this many rows has HEAVY_WORD in the title (0: none)
 
 
-def load(
-    engine: Engine, *, tasks: int, users: int, heavy_user_tasks: int = 0, seed: int
-) -> LoadStats:
+def load(engine: Engine, config: BenchConfig) -> LoadStats:
     """Replace the contents of `tasks` with the generated dataset, then VACUUM ANALYZE it."""
+    tasks, heavy_tasks = config.tasks, config.heavy_user_tasks
     batches = [Rows(first=1, last=tasks, scale=tasks)]
-    if heavy_user_tasks:
+    if heavy_tasks:
         # Spread over the same year as everyone else's, with the ids after theirs.
-        every = max(1, heavy_user_tasks // HEAVY_MATCHES)
-        heavy = Rows(first=1, last=heavy_user_tasks, scale=heavy_user_tasks, match_every=every)
+        every = max(1, heavy_tasks // HEAVY_MATCHES)
+        heavy = Rows(first=1, last=heavy_tasks, scale=heavy_tasks, match_every=every)
         batches.append(replace(heavy, id_offset=tasks, owner=HEAVY_USER))
     method = "INSERT ... SELECT generate_series (server-side), keys and indexes rebuilt after"
-    stats = LoadStats(tasks=tasks, users=users, heavy_user_tasks=heavy_user_tasks, method=method)
-    return _write(engine, batches, stats=stats, seed=seed, truncate=True)
+    stats = LoadStats(tasks=tasks, users=config.users, heavy_user_tasks=heavy_tasks, method=method)
+    return _write(engine, batches, stats=stats, seed=config.seed, truncate=True)
 
 
-def grow(engine: Engine, loaded: LoadStats, *, tasks: int, batch: int, seed: int) -> LoadStats:
-    """Append ordinary tasks `loaded.tasks + 1 .. tasks` in batches, continuing the loaded ones
-    (same owners, spacing and shares); rebuild; VACUUM ANALYZE."""
-    if loaded.heavy_user_tasks:
-        raise ValueError("growth appends ids after the ordinary tasks: load no heavy user first")
-    if tasks <= loaded.tasks:
-        raise ValueError(f"cannot grow {loaded.tasks:,} tasks to {tasks:,}")
-    method = (
-        f"appended by INSERT ... SELECT generate_series in batches of {batch:,} rows"
-        " (server-side), keys and indexes rebuilt after"
-    )
+def grow(engine: Engine, loaded: LoadStats, config: BenchConfig) -> LoadStats:
+    """Append ordinary tasks up to `growth_tasks` in batches, continuing the loaded ones (same
+    owners, spacing and shares; the command line has refused a heavy user); rebuild; VACUUM."""
+    batch, tasks = config.growth_batch, config.growth_tasks
+    method = f"appended by INSERT ... SELECT generate_series in batches of {batch:,} rows"
+    method += " (server-side), keys and indexes rebuilt after"
     stats = replace(loaded, tasks=tasks, method=method)
     batches = growth_batches(loaded.tasks, tasks, batch=batch)
-    return _write(engine, batches, stats=stats, seed=seed + 1, truncate=False)
+    return _write(engine, batches, stats=stats, seed=config.seed + 1, truncate=False)
 
 
 def growth_batches(loaded: int, tasks: int, *, batch: int) -> list[Rows]:
@@ -174,8 +165,9 @@ def _write(
         started = time.perf_counter()
         # setseed makes random() repeatable within this session: the same seed, the same rows.
         conn.execute(SET_SEED_SQL, {"seed": (seed % 1000) / 1000})
+        binds = {"users": stats.users, "matches": HEAVY_MATCHES, "match_word": HEAVY_WORD}
         for number, rows in enumerate(batches, start=1):
-            _generate(conn, rows, users=stats.users)
+            conn.execute(GENERATE_TASKS_SQL, asdict(rows) | binds)
             log.info("  rows %s..%s written (%d/%d)", rows.first, rows.last, number, len(batches))
         inserted = time.perf_counter()
         conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
@@ -186,11 +178,13 @@ def _write(
         conn.execute(TRIGGERS_ON_SQL)
         indexed = time.perf_counter()
     _vacuum(engine)
+    vacuumed = time.perf_counter()
+    log.info("  %s tasks written in %.1fs", f"{stats.tasks:,}", vacuumed - started)
     return replace(
         stats,
         insert_seconds=inserted - started,
         index_seconds=indexed - inserted,
-        vacuum_seconds=time.perf_counter() - indexed,
+        vacuum_seconds=vacuumed - indexed,
     )
 
 
@@ -211,30 +205,16 @@ def _vacuum(engine: Engine) -> None:
         conn.execute(VACUUM_SQL)
 
 
-def generate_sql(rows: Rows) -> str:
-    if rows.owner is None:
-        return GENERATE_TASKS_TEMPLATE.format(owner=ORDINARY_OWNER, ordinal=ORDINARY_ORDINAL)
-    return GENERATE_TASKS_TEMPLATE.format(owner=ONE_OWNER, ordinal=ONE_ORDINAL)
-
-
-def _generate(conn: Connection, rows: Rows, *, users: int) -> None:
-    binds = {"users": users, "matches": HEAVY_MATCHES, "match_word": HEAVY_WORD}
-    conn.execute(text(generate_sql(rows)), asdict(rows) | binds)
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def _drop_keys_and_indexes(conn: Connection, *, truncate: bool) -> list[str]:
     """Drop the keys and indexes of `tasks` (and its rows if `truncate`); DDL to rebuild them."""
+    quote = conn.dialect.identifier_preparer.quote_identifier
     keys = [(row.name, row.ddl) for row in conn.execute(KEYS_SQL)]
     indexes = [(row.name, row.ddl) for row in conn.execute(INDEXES_SQL)]
     for name, _ in indexes:
-        conn.execute(text("DROP INDEX " + _quote(name)))
+        conn.execute(text("DROP INDEX " + quote(name)))
     for name, _ in keys:
-        conn.execute(text("ALTER TABLE tasks DROP CONSTRAINT " + _quote(name)))
+        conn.execute(text("ALTER TABLE tasks DROP CONSTRAINT " + quote(name)))
     if truncate:
         conn.execute(text("TRUNCATE tasks, task_search, task_tombstones"))
-    rebuild = ["ALTER TABLE tasks ADD CONSTRAINT " + _quote(name) + " " + ddl for name, ddl in keys]
+    rebuild = ["ALTER TABLE tasks ADD CONSTRAINT " + quote(name) + " " + ddl for name, ddl in keys]
     return rebuild + [ddl for _, ddl in indexes]

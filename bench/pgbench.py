@@ -1,34 +1,22 @@
-"""PostgreSQL's own limit for the statements a workload sends, measured with pgbench.
-
-The scripts hold the SQL the service sends: read statements and the per-transaction settings come
-from the service's own modules, and the write statements are compiled from the statements the
-command handlers execute (POST, PATCH .../complete), so none can drift; string binds are written
-in as the literals psycopg2 would send. Row-level security is on, so each transaction names its
-caller first, in one pipeline: one round trip and one implicit transaction, as the service's
-reads do. pgbench runs in prepared mode, one thread (like wrk), and logs every transaction, so
-p50/p99 come from nearest-rank percentiles over all of them.
-"""
+"""PostgreSQL's own limit for a workload's statements, measured with pgbench on the SQL the
+service sends, taken from the service's own modules and compiled from the command handlers'
+statements, so none can drift. Each transaction names its caller first (row-level security) in one
+pipeline, as the service's reads do; every transaction is logged, for nearest-rank percentiles."""
 
 import re
+import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from psycopg2.extensions import adapt
 from sqlalchemy import Insert, Update
 from sqlalchemy.dialects.postgresql import psycopg2
 
+from bench.dataset import LoadStats
 from bench.processes import run_at_once
 from bench.results import PgbenchResult, latency_from_ns
-from bench.workloads import (
-    CREATE_BODY,
-    HEAVY_KINDS,
-    HEAVY_USER,
-    HEAVY_WORD,
-    LIST_LIMIT,
-    SEARCH_WORD,
-    Kind,
-    Mix,
-)
+from bench.workloads import CREATE_BODY, HEAVY_WORD, LIST_LIMIT, ROUTES, SEARCH_WORD, Kind, Mix
 from commands import tasks as task_commands
 from db.embedded import client_program
 from db.scope import SET_USER_SQL, Timeouts
@@ -50,23 +38,13 @@ _USER_STAND_IN = "\x00user_id"
 _TASK_STAND_IN = 987_654_321_987_654
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _literal(value: object) -> str:
-    """A bind value written into the SQL as psycopg2 would send it (or a pgbench variable)."""
+    """A bind value written into the SQL as psycopg2 sends it (or the pgbench variable)."""
     if value == _USER_STAND_IN:
         return ":user_id"
     if value == _TASK_STAND_IN:
         return ":task_id"
-    if value is None or isinstance(value, bool):
-        return {None: "NULL", True: "true", False: "false"}[value]
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        return _literal("{" + ",".join('"' + str(item) + '"' for item in value) + "}")
-    return _quoted(str(value))
+    return str(adapt(value).getquoted().decode())
 
 
 def orm_sql(statement: Insert | Update, binds: dict[str, Any]) -> str:
@@ -92,8 +70,9 @@ def toggle_sql() -> str:
 def inline(sql: str, literals: dict[str, str]) -> str:
     """Write string binds in as quoted literals; the other `:name`s stay pgbench variables."""
     for name, value in literals.items():
+        quoted = "'" + value.replace("'", "''") + "'"
         # Backslashes are the only special characters in a replacement string.
-        sql = re.sub(r"(?<!:):" + name + r"\b", _quoted(value).replace("\\", "\\\\"), sql)
+        sql = re.sub(r"(?<!:):" + name + r"\b", quoted.replace("\\", "\\\\"), sql)
     return sql
 
 
@@ -117,8 +96,8 @@ def script(kind: Kind) -> str:
     }
     variables, statement = scripts[kind]
     pipeline = inline(SET_USER_SQL.text, Timeouts().parameters()) + ";\n" + statement + ";\n"
-    if kind in HEAVY_KINDS:  # one user, whom no pgbench arithmetic can name
-        pipeline = inline(pipeline, {"user_id": HEAVY_USER})
+    if user := ROUTES[kind].user:  # one user, whom no pgbench arithmetic can name
+        pipeline = inline(pipeline, {"user_id": user})
     return variables + "\\startpipeline\n" + pipeline + "\\endpipeline\n"
 
 
@@ -134,27 +113,19 @@ def write_scripts(name: str, mix: Mix, directory: Path) -> list[str]:
 
 
 def run(
-    loads: list[tuple[list[str], int]],
-    *,
-    url: str,
-    seconds: float,
-    tasks: int,
-    users: int,
-    log_dir: Path,
+    loads: list[tuple[list[str], int]], *, url: str, seconds: float, dataset: LoadStats
 ) -> PgbenchResult:
     """One pgbench per (scripts, connections), all at once; the first one's result, with the
-    latencies it logged (the others are load beside it)."""
+    latencies it logged to a directory of its own (the others are load beside it)."""
     whole = max(1, round(seconds))
-    for old in log_dir.glob(LOG_PREFIX + "*"):
-        old.unlink()
-    log_dir.mkdir(parents=True, exist_ok=True)
     options = ["--no-vacuum", "--protocol=prepared", "--jobs=1", f"--time={whole}"]
-    options += [f"--define=tasks={tasks}", f"--define=users={users}"]
+    options += [f"--define=tasks={dataset.tasks}", f"--define=users={dataset.users}"]
     program = str(client_program("pgbench"))
     commands = [[program, *options, f"--client={c}", *scripts, url] for scripts, c in loads]
-    commands[0][1:1] = ["--log", f"--log-prefix={log_dir / LOG_PREFIX}"]
-    outputs = run_at_once(commands, timeout=whole + 60)
-    return parse(outputs[0], read_latencies(log_dir), seconds=whole)
+    with tempfile.TemporaryDirectory(prefix="bench-pgbench-") as log_dir:
+        commands[0][1:1] = ["--log", f"--log-prefix={Path(log_dir) / LOG_PREFIX}"]
+        outputs = run_at_once(commands, timeout=whole + 60)
+        return parse(outputs[0], read_latencies(Path(log_dir)), seconds=whole)
 
 
 def parse(stdout: str, latencies_ns: list[int], *, seconds: float) -> PgbenchResult:
@@ -177,13 +148,7 @@ def _number(pattern: str, text: str) -> int:
 
 def read_latencies(log_dir: Path) -> list[int]:
     """Per-transaction latencies (ns) from pgbench's --log files; failed ones are skipped."""
-    latencies: list[int] = []
-    for path in log_dir.glob(LOG_PREFIX + "*"):
-        with path.open() as lines:
-            # client_id transaction_no time script_no time_epoch time_us [...]
-            latencies.extend(
-                int(fields[2]) * NS_PER_US
-                for fields in (line.split() for line in lines)
-                if len(fields) > 2 and fields[2].isdigit()
-            )
-    return latencies
+    # Each line: client_id transaction_no time_us script_no time_epoch time_us [...]
+    logs = (path.read_text().splitlines() for path in log_dir.glob(LOG_PREFIX + "*"))
+    rows = (line.split() for lines in logs for line in lines)
+    return [int(row[2]) * NS_PER_US for row in rows if len(row) > 2 and row[2].isdigit()]

@@ -28,8 +28,9 @@ TRANSACTIONS_SQL = text(
 
 
 @contextlib.contextmanager
-def streaming_replica(primary_url: str, primary_pgdata: Path, pgdata: Path) -> Iterator[int]:
-    """A hot standby of the server at `primary_url` (an admin URL), in `pgdata`; yields its port."""
+def streaming_replica(primary_url: str, primary_pgdata: Path) -> Iterator[int]:
+    """A hot standby of the server at `primary_url` (an admin URL), beside it; yields its port."""
+    pgdata = primary_pgdata.parent / "replica"
     # PostgreSQL refuses to run as root; the replica runs as the primary's own system user.
     user = primary_pgdata.owner() if os.geteuid() == 0 else None
     shutil.rmtree(pgdata, ignore_errors=True)

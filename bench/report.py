@@ -5,7 +5,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchConfig
 from bench.dataset import LoadStats
 from bench.results import Cell, Latency, find
 from bench.run import Report
@@ -25,15 +24,9 @@ LATENCY_HEADER = (
 
 
 REPLICA_FACT = (
-    "- Replica: a hot standby made by `pg_basebackup -R` of the benchmark's server, streaming on"
-    " the same machine. Each workload runs twice, the service reading from the primary"
-    " (READ_DATABASE_URL = DATABASE_URL) and then from the replica. `list-with-token` sends the"
-    " X-Consistency-Token of a write made before the cell; `list-after-write` creates and lists"
-    " in turn, every list sending the token of the latest create answered (half its requests"
-    " write, so 50% is every list served by the replica). The replica's share counts transactions"
-    " in the database on each server while the service ran (pg_stat_database). DB CPU is the"
-    " primary's. Inline reads (ADR 0018) are off in both: they serve the primary only, so with"
-    " them the primary alone would also be measured on another driver (docs/bench-latest.md)"
+    "- Replica: a hot standby of the benchmark's server made by `pg_basebackup -R`, streaming on"
+    " the same machine; each workload read from the primary alone, then from the replica, inline"
+    " reads off in both. What the workloads and the replica's share mean: docs/PERFORMANCE.md"
 )
 
 
@@ -53,48 +46,41 @@ def _p50_p99(latency: Latency | None) -> str:
     return "-" if latency is None else f"{latency.p50_ms:.2f} / {latency.p99_ms:.2f}"
 
 
-def result_row(cell: Cell, label: str) -> str:
+def result_row(cell: Cell, grown: bool) -> str:
+    label = f"{cell.workload} at {cell.tasks:,} tasks" if grown else cell.workload
     service, db, usage, background = cell.service, cell.pgbench, cell.usage, cell.background
     notes = [cell.note] if cell.note else []
     if background is not None:
         searches = f"{background.rps:,.1f} req/s, errors {background.errors}"
         notes.insert(0, f"meanwhile the heavy user's searches: {searches}")
-    return _row(
-        [
-            label,
-            str(cell.connections),
-            _num(service.rps if service else None, 0),
-            *_latencies(service.latency if service else None, "p50_ms", "p99_ms", "p999_ms"),
-            "-" if service is None else str(service.errors),
-            _num(db.tps if db else None, 0),
-            _p50_p99(db.latency if db else None),
-            _num(cell.ratio, 3),
-            _num(cell.server_cpu_ms_per_request, 2),
-            _num(cell.db_cpu_ms_per_request, 3)
-            + " / "
-            + _num(db.db_cpu_ms_per_tx if db else None, 3),
-            "-" if cell.worker_split is None else "/".join(f"{s:.0f}" for s in cell.worker_split),
-            _num(cell.peak_rss_mb, 0),
-            _num(usage.machine_busy_pct if usage else None, 0),
-            "; ".join(notes),
-        ]
-    )
+    per_tx = db.db_cpu_ms_per_tx if db else None
+    columns = [
+        label,
+        str(cell.connections),
+        _num(service.rps if service else None, 0),
+        *_latencies(service.latency if service else None, "p50_ms", "p99_ms", "p999_ms"),
+        "-" if service is None else str(service.errors),
+        _num(db.tps if db else None, 0),
+        _p50_p99(db.latency if db else None),
+        _num(cell.ratio, 3),
+        _num(cell.server_cpu_ms_per_request, 2),
+        f"{_num(cell.db_cpu_ms_per_request, 3)} / {_num(per_tx, 3)}",
+        "-" if cell.worker_split is None else "/".join(f"{s:.0f}" for s in cell.worker_split),
+        _num(cell.peak_rss_mb, 0),
+        _num(usage.machine_busy_pct if usage else None, 0),
+        "; ".join(notes),
+    ]
+    return _row(columns)
 
 
 def results_table(report: Report) -> str:
-    grown = len(report.datasets) > 1
-    rows = [
-        result_row(c, f"{c.workload} at {c.tasks:,} tasks" if grown else c.workload)
-        for c in report.cells
-    ]
+    rows = [result_row(cell, grown=len(report.datasets) > 1) for cell in report.cells]
     return "\n".join([RESULT_HEADER, *rows])
 
 
-def _latency_row(
-    label: str, connections: str, rate: float, latency: Latency | None, errors: int
-) -> str:
+def _latency_row(label: str, conns: str, rate: float, latency: Latency | None, errors: int) -> str:
     names = ("p50_ms", "p99_ms", "p999_ms", "max_ms")
-    return _row([label, connections, _num(rate), *_latencies(latency, *names), str(errors)])
+    return _row([label, conns, _num(rate), *_latencies(latency, *names), str(errors)])
 
 
 def head_of_line_table(cells: list[Cell]) -> str | None:
@@ -107,11 +93,7 @@ def head_of_line_table(cells: list[Cell]) -> str | None:
             ("other users' `list`, while the heavy user searches", count, during.service),
             (f"the heavy user's searches meanwhile, `q={HEAVY_WORD}`", "-", during.background),
         ]
-        rows += [
-            _latency_row(label, n, run.rps, run.latency, run.errors)
-            for label, n, run in runs
-            if run
-        ]
+        rows += [_latency_row(label, n, r.rps, r.latency, r.errors) for label, n, r in runs if r]
         if (db := during.pgbench) is not None:
             label = "PostgreSQL's own `list` (pgbench) while a second pgbench searches"
             rows.append(_latency_row(label, count, db.tps, db.latency, db.failed))
@@ -131,16 +113,12 @@ def replica_table(cells: list[Cell]) -> str:
             paired = find(cells, f"{name}, primary + replica", alone.connections)
             share = paired.replica_share_pct if paired else None
             errors = sum(c.errors or 0 for c in (alone, paired) if c)
-            figures = [_replica_figures(c) for c in (alone, paired)]
+            runs = [c.service if c else None for c in (alone, paired)]
+            figures = [
+                f"{r.rps:,.0f}, {_p50_p99(r.latency)}" if r and r.latency else "-" for r in runs
+            ]
             rows.append(_row([name, str(alone.connections), *figures, _num(share), str(errors)]))
     return "\n".join([header, *rows])
-
-
-def _replica_figures(cell: Cell | None) -> str:
-    run = cell.service if cell else None
-    if run is None or run.latency is None:
-        return "-"
-    return f"{run.rps:,.0f}, {_p50_p99(run.latency)}"
 
 
 def verdicts_table(verdicts: list[Verdict]) -> str:
@@ -159,21 +137,18 @@ def _dataset_fact(data: LoadStats, label: str) -> str:
     )
 
 
-def _pgbench_fact(config: BenchConfig) -> str:
-    search = ROUTES["heavy_search"].template.replace("{user}", HEAVY_USER)
-    return (
-        f"; pgbench -M prepared -j 1, {config.duration:g} s per cell, as taskapi_app, after the"
-        " service stops, each transaction naming its user first in one pipelined round trip."
-        f" `head-of-line` adds {config.heavy_connections} connection(s) of the heavy user's"
-        f" `{search}`, through the service in its cells and as a second pgbench in pgbench's"
-    )
-
-
 def facts(report: Report) -> str:
     config, machine = report.config, report.machine
     postgres = ", ".join(f"{k}={v}" for k, v in report.postgres.items() if k != "server_version")
     datasets = [_dataset_fact(report.datasets[0], "Dataset")]
     datasets += [_dataset_fact(d, "Then grown") for d in report.datasets[1:]]
+    search = ROUTES["heavy_search"].template.replace("{user}", HEAVY_USER)
+    pgbench = (
+        f"; pgbench -M prepared -j 1, {config.duration:g} s per cell, as taskapi_app, after the"
+        " service stops, each transaction naming its user first in one pipelined round trip."
+        f" `head-of-line` adds {config.heavy_connections} connection(s) of the heavy user's"
+        f" `{search}`, through the service in its cells and as a second pgbench in pgbench's"
+    )
     return "\n".join(
         [
             f"- Command: `{config.command}`",
@@ -189,7 +164,7 @@ def facts(report: Report) -> str:
             " connected as taskapi_app (row-level security applies); a bearer token (HS256) per"
             " user on every request",
             f"- Load: {report.generator}, one thread, {config.duration:g} s per cell after"
-            f" {config.warmup:g} s of warm-up{'' if config.replica else _pgbench_fact(config)}",
+            f" {config.warmup:g} s of warm-up{'' if config.replica else pgbench}",
             f"- PostgreSQL {report.postgres.get('server_version', '?')}: {postgres}",
             *([REPLICA_FACT] if config.replica else []),
         ]

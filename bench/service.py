@@ -2,7 +2,6 @@
 service's own role, with bearer tokens (HS256, a secret made for the run) on every request."""
 
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -10,13 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import Message
 from pathlib import Path
-from typing import Any
 
+import httpx2 as httpx
 import jwt
 import psutil
 
@@ -36,18 +33,11 @@ TOKEN_LIFETIME_SECONDS = 2 * 60 * 60
 class BenchAuth:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
 
-    def environment(self) -> dict[str, str]:
-        settings = {"AUTH_MODE": "secret", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
-        return settings | {"AUTH_JWT_SECRET": self.secret}
-
     def token(self, user_id: str) -> str:
         now = int(time.time())
         claims = {"sub": user_id, "iss": ISSUER, "aud": AUDIENCE, "iat": now}
         claims["exp"] = now + TOKEN_LIFETIME_SECONDS
         return jwt.encode(claims, self.secret, algorithm="HS256")
-
-    def tokens(self, users: Iterable[str]) -> dict[str, str]:
-        return {user: self.token(user) for user in set(users)}
 
 
 @dataclass(frozen=True)
@@ -60,8 +50,7 @@ class Service:
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -79,7 +68,8 @@ def running_service(
     port = free_port()
     serve = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     # Every URL set explicitly, so a developer's .env cannot point a side elsewhere.
-    env = os.environ | auth.environment()
+    env = os.environ | {"AUTH_MODE": "secret", "AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
+    env |= {"AUTH_JWT_SECRET": auth.secret}
     env |= {"DATABASE_URL": app_url, "READ_DATABASE_URL": read_url or app_url}
     env |= {"MIGRATION_DATABASE_URL": owner_url, "INLINE_READS": inline_reads}
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,62 +85,44 @@ def running_service(
         )
     try:
         url = f"http://{HOST}:{port}"
-        _wait_ready(proc, url + "/readyz", log_path)
-        yield Service(proc.pid, url, _workers(proc.pid))
-    finally:
-        stop(proc)
-
-
-def _workers(master: int) -> list[int]:
-    # The master's children, less multiprocessing's resource tracker. One worker: the master.
-    children = psutil.Process(master).children()
-    workers = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
-    return workers or [master]
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {proc.returncode}; see {log_path}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310
-            if answer.status == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"the service was not ready in {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the master (it stops its workers), then SIGKILL whatever is left, by pid."""
-    family: list[psutil.Process] = []
-    with contextlib.suppress(psutil.NoSuchProcess):
-        family = psutil.Process(proc.pid).children(recursive=True)
-    processes.stop(proc, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
-    for process in family:
-        # psutil refuses to signal a pid the kernel has since given to another process.
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            if proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {proc.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the service was not ready in time; see {log_path}")
+            time.sleep(0.2)
+        # The master's children, less multiprocessing's resource tracker. One worker: the master.
+        children = psutil.Process(proc.pid).children()
+        pids = [p.pid for p in children if "resource_tracker" not in " ".join(p.cmdline())]
+        yield Service(proc.pid, url, pids or [proc.pid])
+    finally:  # SIGTERM the master (it stops its workers), then SIGKILL whatever is left, by pid
+        family: list[psutil.Process] = []
         with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
+            family = psutil.Process(proc.pid).children(recursive=True)
+        processes.stop(proc, signal.SIGTERM, STOP_TIMEOUT_SECONDS)
+        for process in family:
+            # psutil refuses to signal a pid the kernel has since given to another process.
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
-def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> tuple[Any, Message]:
-    """One request to the service as `bearer`'s user (POST when there is a body): JSON, headers."""
+def _call(url: str, bearer: str, body: dict[str, str] | None = None) -> httpx.Response:
+    """One request to the service as `bearer`'s user (POST when there is a body)."""
     headers = {"Authorization": "Bearer " + bearer}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data, headers)  # noqa: S310 (http on loopback)
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return json.load(answer), answer.headers
+    method = "GET" if body is None else "POST"
+    return httpx.request(method, url, headers=headers, json=body, timeout=10).raise_for_status()
 
 
 def change_tokens(url: str, bearers: dict[str, str]) -> dict[str, str]:
     """Each user's current change-feed token (`next` of a first download of their feed)."""
     feed = url + "/api/{}/changes?limit=1000"
-    return {user: _call(feed.format(user), bearer)[0]["next"] for user, bearer in bearers.items()}
+    return {user: _call(feed.format(user), b).json()["next"] for user, b in bearers.items()}
 
 
 def consistency_token(url: str, user: str, bearer: str) -> str | None:
     """The X-Consistency-Token of a task created now (None: the service reads no replica)."""
-    _, headers = _call(f"{url}/api/{user}/tasks", bearer, CREATE_BODY)
-    token: str | None = headers.get("X-Consistency-Token")
-    return token
+    return _call(f"{url}/api/{user}/tasks", bearer, CREATE_BODY).headers.get("X-Consistency-Token")

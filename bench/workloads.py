@@ -5,15 +5,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["list", "get", "changes", "create", "toggle", "search", "heavy_search"]
-Mix = tuple[tuple[Kind, int], ...]
-"""Request kinds and their weights."""
+Mix = tuple[tuple[Kind, int], ...]  # request kinds and their weights
 
 LIST_LIMIT = 20
 SEARCH_WORD = "milk"
+# One user with many tasks (`--heavy-user-tasks`); not a number, so no ordinary pair is it.
 HEAVY_USER = "heavy"
-"""One user with many tasks (`--heavy-user-tasks`); not a number, so no ordinary pair is it."""
+# In exactly HEAVY_MATCHES of the heavy user's titles and in no other row (bench/dataset.py).
 HEAVY_WORD = "dentist"
-"""In exactly HEAVY_MATCHES of the heavy user's titles and in no other row (bench/dataset.py)."""
 HEAVY_MATCHES = 20
 CREATE_BODY = {"title": "bench task", "due_date": "2026-12-31"}
 TASKS = "/api/{user}/tasks"
@@ -24,6 +23,7 @@ class Route:
     method: str
     template: str  # A path with `{user}`, `{task}`, `{since}` placeholders, filled by wrk
     body: str | None = None
+    user: str | None = None  # the one user who sends it (None: a sampled ordinary user)
 
 
 ROUTES: dict[Kind, Route] = {
@@ -34,10 +34,8 @@ ROUTES: dict[Kind, Route] = {
     "create": Route("POST", TASKS, json.dumps(CREATE_BODY, separators=(",", ":"))),
     "toggle": Route("PATCH", TASKS + "/{task}/complete"),
     "search": Route("GET", f"{TASKS}?q={SEARCH_WORD}&limit={LIST_LIMIT}"),
-    "heavy_search": Route("GET", f"{TASKS}?q={HEAVY_WORD}&limit={LIST_LIMIT}"),
+    "heavy_search": Route("GET", f"{TASKS}?q={HEAVY_WORD}&limit={LIST_LIMIT}", user=HEAVY_USER),
 }
-HEAVY_KINDS = {"heavy_search"}
-"""Kinds sent as HEAVY_USER rather than as a sampled ordinary user."""
 WRITE_KINDS = {"create", "toggle"}
 
 
@@ -45,21 +43,26 @@ WRITE_KINDS = {"create", "toggle"}
 class Workload:
     name: str
     mix: Mix  # what the cell measures
+    # Sent meanwhile on `--heavy-connections` more connections, service and pgbench alike.
     background: Kind | None = None
-    """Sent meanwhile on `--heavy-connections` more connections, service and pgbench alike."""
+    # Only these of the configured connection counts (all of them when none is configured).
     connections: tuple[int, ...] = ()
-    """Only these of the configured connection counts (all of them when none is configured)."""
+    # `--replica`: reads send an X-Consistency-Token, of a write made before the cell
+    # ("replayed") or of the latest write answered meanwhile ("latest").
     consistency: Literal["replayed", "latest"] | None = None
-    """`--replica`: reads send an X-Consistency-Token, of a write made before the cell
-    ("replayed") or of the latest write answered meanwhile ("latest")."""
+
+    @property
+    def mixes(self) -> list[Mix]:
+        """The measured mix, and the background's (on `--heavy-connections`) if it has one."""
+        return [self.mix, ((self.background, 1),)] if self.background else [self.mix]
 
     @property
     def kinds(self) -> set[Kind]:
-        return {kind for kind, _ in self.mix} | ({self.background} if self.background else set())
+        return {kind for mix in self.mixes for kind, _ in mix}
 
     @property
     def needs_heavy_user(self) -> bool:
-        return bool(self.kinds & HEAVY_KINDS)
+        return any(ROUTES[kind].user == HEAVY_USER for kind in self.kinds)
 
     @property
     def writes(self) -> bool:

@@ -7,11 +7,12 @@ import os
 import shutil
 import string
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.processes import run_at_once
 from bench.results import Latency, LoadResult
-from bench.workloads import HEAVY_KINDS, HEAVY_USER, ROUTES, Mix
+from bench.workloads import ROUTES, Mix
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,12 @@ local pairs_ = { $pairs }
 local tokens = { $tokens }
 local sinces = { $sinces }
 local kinds = { $kinds }
-local total_weight = $total_weight
 local token = $token
 
 function init(args) math.randomseed($seed) end
 
 function request()
-  local pick, kind = math.random(total_weight), kinds[#kinds]
+  local pick, kind = math.random(kinds[#kinds].upto), kinds[#kinds]
   for _, candidate in ipairs(kinds) do
     if pick <= candidate.upto then kind = candidate; break end
   end
@@ -64,8 +64,8 @@ end
 """
 
 
-def find_or_install(*, allow_install: bool) -> str:
-    """The wrk binary; when missing, `apt-get install wrk` if allowed and root."""
+def find_or_install(*, allow_install: bool) -> tuple[str, str]:
+    """The wrk binary and its version; when missing, `apt-get install wrk` if allowed and root."""
     found = shutil.which("wrk")
     if found is None and allow_install and os.geteuid() == 0 and shutil.which("apt-get"):
         log.info("installing wrk with apt-get")
@@ -77,33 +77,26 @@ def find_or_install(*, allow_install: bool) -> str:
         found = shutil.which("wrk")
     if found is None:
         raise SystemExit("wrk is needed: apt-get install wrk (a run as root does it itself)")
-    return found
-
-
-def version(binary: str) -> str:
-    done = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
+    done = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)  # noqa: S603
     # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer": keep name and version.
-    return (done.stdout or done.stderr).split("\n", 1)[0].split(" Copyright")[0].strip()
+    return found, (done.stdout or done.stderr).split("\n", 1)[0].split(" Copyright")[0].strip()
 
 
 def lua_script(
     mix: Mix,
     pairs: list[tuple[str, int]],
     tokens: dict[str, str],
-    *,
     seed: int,
     sinces: dict[str, str] | None = None,
     token: str | None = None,
-    follow_tokens: bool = False,
+    follow: bool = False,  # each GET sends the token of the latest write answered
 ) -> str:
     upto = 0
     kinds = []
     for kind, weight in mix:
         upto += weight
         route = ROUTES[kind]
-        fields = {"method": route.method, "template": route.template, "body": route.body}
-        fields |= {"user": HEAVY_USER} if kind in HEAVY_KINDS else {}
-        given = [f"{name} = {json.dumps(value)}" for name, value in fields.items() if value]
+        given = [f"{name} = {json.dumps(value)}" for name, value in asdict(route).items() if value]
         kinds.append("{" + ", ".join([*given, f"upto = {upto}"]) + "}")
     # A JSON string of ASCII text is also a Lua string literal.
     return LUA_TEMPLATE.substitute(
@@ -111,9 +104,8 @@ def lua_script(
         tokens=", ".join(f"[{json.dumps(u)}] = {json.dumps(t)}" for u, t in tokens.items()),
         sinces=", ".join(f"[{json.dumps(u)}] = {json.dumps(t)}" for u, t in (sinces or {}).items()),
         kinds=", ".join(kinds),
-        total_weight=upto,
         token=json.dumps(token) if token else "nil",
-        follow=FOLLOW_TOKENS if follow_tokens else "",
+        follow=FOLLOW_TOKENS if follow else "",
         seed=seed,
         marker=RESULT_MARKER,
     )
@@ -123,9 +115,7 @@ def run(
     binary: str, loads: list[tuple[Path, int]], *, url: str, seconds: float
 ) -> list[LoadResult]:
     """One wrk per (script, connections), all at once for the same seconds; results in order.
-
-    One thread each keeps the generator's share of the cores small, like pgbench -j1.
-    """
+    One thread each keeps the generator's share of the cores small, like pgbench -j1."""
     options = ["-t1", f"-d{max(1, round(seconds))}s", f"--timeout={REQUEST_TIMEOUT_SECONDS}s"]
     commands = [[binary, *options, f"-c{c}", f"-s{script}", url] for script, c in loads]
     return [parse_output(stdout) for stdout in run_at_once(commands, timeout=seconds + 60)]

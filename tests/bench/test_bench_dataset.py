@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.config import config
 from bench.dataset import LoadStats, load, remove_added_rows
 from bench.service import BenchAuth, change_tokens, running_service
 from bench.workloads import HEAVY_MATCHES, HEAVY_USER, HEAVY_WORD, ROUTES
@@ -48,7 +49,7 @@ def scratch(server_url: str) -> Iterator[tuple[str, Engine]]:
 
 
 def loaded(engine: Engine) -> LoadStats:
-    return load(engine, tasks=TASKS, users=USERS, heavy_user_tasks=HEAVY_TASKS, seed=1)
+    return load(engine, config(smoke=True, tasks=TASKS, users=USERS, heavy_user_tasks=HEAVY_TASKS))
 
 
 def test_a_new_task_after_the_load_continues_its_users_ids(scratch: tuple[str, Engine]) -> None:
@@ -109,7 +110,7 @@ def test_every_kind_of_request_is_answered_with_a_token_of_its_user(
         bodies = {}
         sinces = change_tokens(service.url, {"1": auth.token("1")})
         for kind, route in ROUTES.items():
-            user = HEAVY_USER if kind == "heavy_search" else "1"
+            user = route.user or "1"
             path = route.template.replace("{user}", user).replace("{task}", "7")
             path = path.replace("{since}", sinces["1"])
             headers = {"Authorization": f"Bearer {auth.token(user)}"}
