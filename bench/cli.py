@@ -100,7 +100,8 @@ def _stop_on_sigterm(signum: int, _: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)  # the benchmark's own progress; libraries only warn
     argv = sys.argv[1:] if argv is None else argv
     chosen = config_from(parser().parse_args(argv), argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

@@ -58,8 +58,7 @@ def postgres_server(database_url: str | None, pgdata: Path) -> Iterator[Postgres
 
 @contextlib.contextmanager
 def fresh_database(server: PostgresServer, name: str, *, keep: bool) -> Iterator[str]:
-    """Drop and create database `name` and the service's role; yield the database's URL (as the
-    owner); drop the database afterwards unless `keep`."""
+    """Create database `name` and the app role anew; yield the owner's URL; drop unless `keep`."""
     if not SAFE_DATABASE_NAME.fullmatch(name):
         raise ValueError(f"database name {name!r} must match {SAFE_DATABASE_NAME.pattern}")
     _drop_database(server, name)

@@ -138,8 +138,7 @@ def load(engine: Engine, config: BenchConfig) -> LoadStats:
 
 
 def grow(engine: Engine, loaded: LoadStats, config: BenchConfig) -> LoadStats:
-    """Append ordinary tasks up to `growth_tasks` in batches, continuing the loaded ones (same
-    owners, spacing and shares; the command line has refused a heavy user); rebuild; VACUUM."""
+    """Append ordinary tasks up to `growth_tasks` in batches, like the loaded; rebuild; VACUUM."""
     batch, tasks = config.growth_batch, config.growth_tasks
     method = f"appended by INSERT ... SELECT generate_series in batches of {batch:,} rows"
     method += " (server-side), keys and indexes rebuilt after"
